@@ -1,0 +1,11 @@
+//! The catalog store: which schemas, tables and views exist and where their data lives.
+//!
+//! One set of migrations and one set of queries run unchanged on SQLite (the embedded default)
+//! and on PostgreSQL (production, shared by several `polder serve` processes), through sqlx's
+//! `Any` driver. The catalog never touches table data; the engine joins names to lake tables.
+
+mod store;
+
+pub use store::{
+    Backend, CatalogError, CatalogSnapshot, CatalogStore, SchemaEntry, TableEntry, TableKind,
+};

@@ -1,0 +1,173 @@
+//! The same behaviour checked on SQLite and on the real PostgreSQL on 127.0.0.1:5432.
+
+use super::*;
+
+/// Administrative PostgreSQL URL used to create a throwaway database per test.
+fn pg_admin_url() -> String {
+    std::env::var("POLDER_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+}
+
+struct PgDatabase {
+    admin: AnyPool,
+    name: String,
+    url: String,
+}
+
+impl PgDatabase {
+    async fn create() -> PgDatabase {
+        sqlx::any::install_default_drivers();
+        let admin_url = pg_admin_url();
+        let admin = AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&admin_url)
+            .await
+            .expect("PostgreSQL must run on 127.0.0.1:5432 (set POLDER_TEST_PG_URL otherwise)");
+        let name = format!("polder_catalog_{}", uuid::Uuid::new_v4().simple());
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&admin)
+            .await
+            .unwrap();
+        let base = admin_url.rsplit_once('/').unwrap().0;
+        let url = format!("{base}/{name}");
+        PgDatabase { admin, name, url }
+    }
+
+    async fn drop(self, stores: Vec<CatalogStore>) {
+        for store in stores {
+            store.pool.close().await;
+        }
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
+            .execute(&self.admin)
+            .await
+            .unwrap();
+    }
+}
+
+async fn exercise(store: &CatalogStore) {
+    let snapshot = store.snapshot().await.unwrap();
+    let names: Vec<_> = snapshot.schemas.iter().map(|s| s.name.as_str()).collect();
+    for schema in DEFAULT_SCHEMAS {
+        assert!(names.contains(&schema), "default schema {schema} in {names:?}");
+    }
+
+    let before = store.generation().await.unwrap();
+    assert!(store.create_schema("sales", false).await.unwrap());
+    assert!(!store.create_schema("sales", true).await.unwrap());
+    assert!(matches!(
+        store.create_schema("sales", false).await,
+        Err(CatalogError::SchemaExists(_))
+    ));
+    assert!(store.generation().await.unwrap() > before);
+
+    let table = TableEntry::table("sales", "orders", "file:///lake/sales/orders");
+    assert!(store.create_table(&table, false).await.unwrap().is_none());
+    let err = store.create_table(&table, false).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AlreadyExists);
+    assert!(err.to_string().contains("sales.orders"), "{err}");
+
+    let view = TableEntry::view("sales", "big_orders", "SELECT * FROM sales.orders");
+    store.create_table(&view, false).await.unwrap();
+    let replaced = TableEntry::view("sales", "big_orders", "SELECT 1");
+    let previous = store.create_table(&replaced, true).await.unwrap();
+    assert_eq!(
+        previous.unwrap().definition.as_deref(),
+        Some("SELECT * FROM sales.orders")
+    );
+    let replacing_table_with_view = TableEntry::view("sales", "orders", "SELECT 1");
+    assert!(matches!(
+        store.create_table(&replacing_table_with_view, true).await,
+        Err(CatalogError::WrongKind { .. })
+    ));
+
+    let missing_schema = TableEntry::table("nowhere", "t", "file:///x");
+    assert!(matches!(
+        store.create_table(&missing_schema, false).await,
+        Err(CatalogError::SchemaNotFound(_))
+    ));
+
+    let fetched = store.get_table("sales", "orders").await.unwrap().unwrap();
+    assert_eq!(fetched.location.as_deref(), Some("file:///lake/sales/orders"));
+    assert_eq!(fetched.kind, TableKind::Table);
+
+    assert!(matches!(
+        store.drop_table("sales", "orders", Some(TableKind::View)).await,
+        Err(CatalogError::WrongKind { .. })
+    ));
+    assert!(matches!(
+        store.drop_schema("sales", false).await,
+        Err(CatalogError::SchemaNotEmpty { count: 2, .. })
+    ));
+    let dropped = store.drop_schema("sales", true).await.unwrap();
+    assert_eq!(dropped.len(), 2);
+    assert!(store.get_table("sales", "orders").await.unwrap().is_none());
+    assert!(matches!(
+        store.drop_table("sales", "orders", None).await,
+        Err(CatalogError::TableNotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn sqlite_catalog_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/nested/catalog.db", dir.path().display());
+    let store = CatalogStore::open(&url).await.unwrap();
+    assert_eq!(store.backend(), Backend::Sqlite);
+    exercise(&store).await;
+
+    // Reopening runs no migration twice and keeps the data.
+    store.create_schema("kept", false).await.unwrap();
+    store.pool.close().await;
+    let reopened = CatalogStore::open(&url).await.unwrap();
+    let snapshot = reopened.snapshot().await.unwrap();
+    assert!(snapshot.schemas.iter().any(|s| s.name == "kept"));
+}
+
+#[tokio::test]
+async fn postgres_catalog_works_and_is_shared() {
+    let database = PgDatabase::create().await;
+    let first = CatalogStore::open(&database.url).await.unwrap();
+    assert_eq!(first.backend(), Backend::Postgres);
+    exercise(&first).await;
+
+    // A second process on the same database sees the first one's changes.
+    let second = CatalogStore::open(&database.url).await.unwrap();
+    first
+        .create_table(
+            &TableEntry::table("gold", "shared", "file:///lake/gold/shared"),
+            false,
+        )
+        .await
+        .unwrap();
+    let seen = second.get_table("gold", "shared").await.unwrap();
+    assert!(seen.is_some());
+    database.drop(vec![first, second]).await;
+}
+
+#[tokio::test]
+async fn corrupt_sqlite_file_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("catalog.db");
+    std::fs::write(
+        &path,
+        b"this is not a sqlite database, just some bytes.......".repeat(100),
+    )
+    .unwrap();
+    let err = CatalogStore::open(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap_err();
+    let message = err.to_string();
+    assert!(message.contains("cannot"), "{message}");
+    assert!(message.contains("not a database"), "{message}");
+}
+
+#[tokio::test]
+async fn unreachable_postgres_is_unavailable_and_hides_the_password() {
+    let err = CatalogStore::open("postgres://polder:hunter2@127.0.0.1:1/catalog")
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable);
+    let message = err.to_string();
+    assert!(!message.contains("hunter2"), "{message}");
+    assert!(message.contains("polder:****@127.0.0.1:1"), "{message}");
+}

@@ -1,0 +1,20 @@
+//! Shared pieces every Polder crate uses: configuration, error kinds and object names.
+
+pub mod config;
+pub mod error;
+pub mod names;
+pub mod secret;
+
+pub use config::{Config, ConfigError, ConfigLayer, LogFormat, S3Config, SettingSource};
+pub use error::{ErrorKind, HasErrorKind};
+pub use names::{NameError, TableName, validate_identifier};
+pub use secret::{Secret, mask_url_password};
+
+/// The SQL catalog name under which every schema lives.
+pub const CATALOG_NAME: &str = "polder";
+
+/// Schemas that exist from the first start (DESIGN.md "Names").
+pub const DEFAULT_SCHEMAS: [&str; 4] = ["public", "bronze", "silver", "gold"];
+
+/// The schema unqualified table names resolve to, as in PostgreSQL.
+pub const DEFAULT_SCHEMA: &str = "public";

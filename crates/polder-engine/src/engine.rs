@@ -1,0 +1,472 @@
+//! The engine: one DataFusion session over the catalog and the lake, and the statement loop
+//! that sends DDL to the catalog, DML to Delta commits and queries to DataFusion.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, TimestampNanosecondArray, UInt64Array};
+use datafusion::arrow::datatypes::{DataType, Field, TimeUnit};
+use datafusion::common::TableReference;
+use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::logical_expr::{DdlStatement, DmlStatement, LogicalPlan, WriteOp};
+use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
+use datafusion::sql::parser::{DFParser, Statement as DFStatement};
+use datafusion::sql::sqlparser::ast::{
+    AlterTableOperation, CreateView, Ident, ObjectName, ObjectNamePart, Statement,
+};
+use polder_catalog::{CatalogStore, TableKind};
+use polder_core::{CATALOG_NAME, DEFAULT_SCHEMA, S3Config};
+use polder_lake::Lake;
+
+use crate::catalog::{CatalogState, PolderCatalogList, TableSelector};
+use crate::dialect::PolderDialect;
+use crate::error::{EngineError, Result};
+use crate::rewrite::{
+    PendingVersion, apply_selectors, collect_versions, rewrite_describe_history, show_statement_query,
+};
+
+/// What a statement that returns no rows did: the command tag clients show (`INSERT`, `CREATE
+/// TABLE`, ...) and, for writes, how many rows it changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandOutcome {
+    pub tag: String,
+    pub rows: Option<u64>,
+}
+
+impl CommandOutcome {
+    pub fn new(tag: &str) -> Self {
+        CommandOutcome {
+            tag: tag.to_string(),
+            rows: None,
+        }
+    }
+
+    pub fn with_rows(mut self, rows: Option<u64>) -> Self {
+        self.rows = rows;
+        self
+    }
+}
+
+/// The result of one statement.
+#[derive(Debug)]
+pub enum StatementOutput {
+    /// Rows, not yet computed: execute or stream the frame.
+    Query(DataFrame),
+    Command(CommandOutcome),
+}
+
+/// The SQL engine. Cheap to share behind an `Arc`; every listener uses the same one.
+pub struct Engine {
+    session: Arc<SessionContext>,
+    pub(crate) catalog: Arc<CatalogState>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("catalog", &self.catalog).finish()
+    }
+}
+
+impl Engine {
+    /// Opens the catalog store and the lake and builds the session.
+    pub async fn open(catalog_url: &str, lake_url: &str, s3: &S3Config) -> Result<Engine> {
+        let store = CatalogStore::open(catalog_url).await?;
+        let lake = Lake::open(lake_url, s3)?;
+        Engine::from_parts(store, lake).await
+    }
+
+    pub async fn from_parts(store: CatalogStore, lake: Lake) -> Result<Engine> {
+        let catalog = Arc::new(CatalogState::new(store, lake));
+        let mut config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_default_catalog_and_schema(CATALOG_NAME, DEFAULT_SCHEMA)
+            .with_create_default_catalog_and_schema(false);
+        let options = config.options_mut();
+        options.sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
+        // Strings read from Delta are Utf8; keep planning in the same type so that CREATE TABLE
+        // columns, literals and stored data agree for every client's type mapping.
+        options.sql_parser.map_string_types_to_utf8view = false;
+        options.execution.parquet.schema_force_view_types = false;
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_default_features()
+            // Delta's writes plan nodes of their own (metrics observers, merge barriers).
+            .with_query_planner(polder_lake::deltalake::delta_datafusion::planner::DeltaPlanner::new())
+            .with_catalog_list(Arc::new(PolderCatalogList::new(catalog.clone())))
+            .build();
+        let session = Arc::new(SessionContext::new_with_state(state));
+        catalog.set_session(&session);
+        catalog.reload().await?;
+        Ok(Engine { session, catalog })
+    }
+
+    /// The DataFusion session (listeners add their functions and `pg_catalog` to it).
+    pub fn session(&self) -> &SessionContext {
+        &self.session
+    }
+
+    pub fn catalog_store(&self) -> &CatalogStore {
+        &self.catalog.store
+    }
+
+    pub fn lake(&self) -> &Lake {
+        &self.catalog.lake
+    }
+
+    /// Brings the engine's view of the catalog up to date with the store (changes made by
+    /// other processes). Call once per request before planning.
+    pub async fn sync(&self) -> Result<()> {
+        self.catalog.sync().await
+    }
+
+    /// Parses SQL in Polder's dialect (PostgreSQL plus time travel and `DESCRIBE HISTORY`).
+    pub fn parse(&self, sql: &str) -> Result<Vec<DFStatement>> {
+        let sql = match rewrite_describe_history(sql)? {
+            Some(rewritten) => rewritten,
+            None => sql.to_string(),
+        };
+        let statements = DFParser::parse_sql_with_dialect(&sql, &PolderDialect::default())
+            .map_err(|e| EngineError::Syntax(crate::error::datafusion_message(&e)))?;
+        Ok(statements.into_iter().collect())
+    }
+
+    /// Runs every statement of `sql` in order and returns each result; the first failure stops
+    /// the batch (statements before it stay committed, as in `psql`).
+    pub async fn execute_sql(&self, sql: &str) -> Result<Vec<StatementOutput>> {
+        self.sync().await?;
+        let statements = self.parse(sql)?;
+        let mut outputs = Vec::with_capacity(statements.len());
+        for statement in statements {
+            outputs.push(self.execute(statement).await?);
+        }
+        Ok(outputs)
+    }
+
+    /// Runs one parsed statement.
+    pub async fn execute(&self, statement: DFStatement) -> Result<StatementOutput> {
+        let statement = self.rewrite(statement).await?;
+        if let DFStatement::Statement(ast) = &statement
+            && let Some(outcome) = self.execute_catalog_statement(ast).await?
+        {
+            return Ok(StatementOutput::Command(outcome));
+        }
+        if let DFStatement::CreateExternalTable(_) = &statement {
+            return Err(EngineError::Unsupported(
+                "CREATE EXTERNAL TABLE; load files with `polder import` or CREATE TABLE ... AS SELECT".to_string(),
+            ));
+        }
+        if let DFStatement::CopyTo(_) = &statement {
+            return Err(EngineError::Unsupported(
+                "COPY ... TO; export results through the HTTP API (CSV, Parquet, Arrow) or Flight SQL".to_string(),
+            ));
+        }
+        let plan = self.session.state().statement_to_plan(statement).await?;
+        self.execute_plan(plan).await
+    }
+
+    /// Plans one statement without running it (for clients that describe before executing).
+    pub async fn plan(&self, statement: DFStatement) -> Result<LogicalPlan> {
+        let statement = self.rewrite(statement).await?;
+        Ok(self.session.state().statement_to_plan(statement).await?)
+    }
+
+    /// Runs a planned statement: DDL on the catalog, DML as one Delta commit, queries lazily.
+    pub async fn execute_plan(&self, plan: LogicalPlan) -> Result<StatementOutput> {
+        match plan {
+            LogicalPlan::Ddl(ddl) => self.execute_ddl(ddl).await.map(StatementOutput::Command),
+            LogicalPlan::Dml(dml) => self.execute_dml(dml).await.map(StatementOutput::Command),
+            LogicalPlan::Copy(_) => Err(EngineError::Unsupported(
+                "COPY ... TO; export results through the HTTP API or Flight SQL".to_string(),
+            )),
+            LogicalPlan::Statement(datafusion::logical_expr::Statement::TransactionStart(_)) => {
+                Ok(StatementOutput::Command(CommandOutcome::new("BEGIN")))
+            }
+            LogicalPlan::Statement(datafusion::logical_expr::Statement::TransactionEnd(end)) => {
+                match end.conclusion {
+                    datafusion::logical_expr::TransactionConclusion::Commit => {
+                        Ok(StatementOutput::Command(CommandOutcome::new("COMMIT")))
+                    }
+                    datafusion::logical_expr::TransactionConclusion::Rollback => Err(EngineError::Unsupported(
+                        "ROLLBACK: every statement commits on its own as one atomic Delta commit".to_string(),
+                    )),
+                }
+            }
+            plan => {
+                let frame = self.session.execute_logical_plan(plan).await?;
+                Ok(StatementOutput::Query(frame))
+            }
+        }
+    }
+
+    async fn execute_ddl(&self, ddl: DdlStatement) -> Result<CommandOutcome> {
+        match ddl {
+            DdlStatement::CreateMemoryTable(create) => {
+                if create.temporary {
+                    return Err(EngineError::Unsupported("temporary tables".to_string()));
+                }
+                if !create.column_defaults.is_empty() {
+                    return Err(EngineError::Unsupported(
+                        "column DEFAULT values; insert the values explicitly".to_string(),
+                    ));
+                }
+                self.create_table(&create.name, &create.input, create.if_not_exists, create.or_replace)
+                    .await
+            }
+            DdlStatement::CreateCatalogSchema(create) => {
+                let schema = strip_catalog(&create.schema_name)?;
+                self.create_schema(&schema, create.if_not_exists).await
+            }
+            DdlStatement::DropCatalogSchema(drop) => {
+                let schema = match &drop.name {
+                    datafusion::common::SchemaReference::Bare { schema } => schema.to_string(),
+                    datafusion::common::SchemaReference::Full { schema, catalog } => {
+                        if catalog.as_ref() != CATALOG_NAME {
+                            return Err(EngineError::NotFound(format!("catalog '{catalog}' does not exist")));
+                        }
+                        schema.to_string()
+                    }
+                };
+                self.drop_schema(&schema, drop.if_exists, drop.cascade).await
+            }
+            DdlStatement::DropTable(drop) => self.drop_relation(&drop.name, TableKind::Table, drop.if_exists).await,
+            DdlStatement::DropView(drop) => self.drop_relation(&drop.name, TableKind::View, drop.if_exists).await,
+            DdlStatement::CreateView(view) => {
+                // Views are created from the SQL text (see `execute_catalog_statement`); this only
+                // happens for plans built elsewhere.
+                let definition = view.definition.clone().ok_or_else(|| {
+                    EngineError::Unsupported("a view without its SQL definition".to_string())
+                })?;
+                self.create_view(&view.name, &definition, view.or_replace, false).await
+            }
+            other => Err(EngineError::Unsupported(other.name().to_string())),
+        }
+    }
+
+    async fn execute_dml(&self, dml: DmlStatement) -> Result<CommandOutcome> {
+        let tag = match &dml.op {
+            WriteOp::Insert(_) => "INSERT",
+            WriteOp::Delete => "DELETE",
+            WriteOp::Update => "UPDATE",
+            WriteOp::MergeInto(_) => "MERGE",
+            WriteOp::Truncate => "TRUNCATE TABLE",
+            WriteOp::Ctas => "SELECT",
+            _ => "WRITE",
+        };
+        let frame = self.session.execute_logical_plan(LogicalPlan::Dml(dml)).await?;
+        let batches = frame.collect().await?;
+        let mut rows = 0u64;
+        for batch in &batches {
+            if let Some(counts) = batch
+                .column_by_name("count")
+                .and_then(|c| c.as_any().downcast_ref::<UInt64Array>())
+            {
+                rows += counts.iter().flatten().sum::<u64>();
+            }
+        }
+        Ok(CommandOutcome::new(tag).with_rows(Some(rows)))
+    }
+
+    /// Statements planned from their SQL text rather than by DataFusion.
+    async fn execute_catalog_statement(&self, statement: &Statement) -> Result<Option<CommandOutcome>> {
+        match statement {
+            Statement::CreateView(CreateView {
+                name,
+                columns,
+                query,
+                or_replace,
+                materialized,
+                temporary,
+                if_not_exists,
+                ..
+            }) => {
+                if *materialized {
+                    return Err(EngineError::Unsupported(
+                        "materialized views; create a table with CREATE TABLE ... AS SELECT".to_string(),
+                    ));
+                }
+                if *temporary {
+                    return Err(EngineError::Unsupported("temporary views".to_string()));
+                }
+                if !columns.is_empty() {
+                    return Err(EngineError::Unsupported(
+                        "a column list in CREATE VIEW; name the columns with AS in the SELECT".to_string(),
+                    ));
+                }
+                let reference = object_name_to_reference(name)?;
+                let outcome = self
+                    .create_view(&reference, &query.to_string(), *or_replace, *if_not_exists)
+                    .await?;
+                Ok(Some(outcome))
+            }
+            Statement::AlterTable(alter) => {
+                let reference = object_name_to_reference(&alter.name)?;
+                let mut fields = Vec::new();
+                for operation in &alter.operations {
+                    match operation {
+                        AlterTableOperation::AddColumn { column_def, .. } => {
+                            let data_type = self.resolve_type(&column_def.data_type.to_string()).await?;
+                            fields.push(Field::new(normalize_ident(&column_def.name), data_type, true));
+                        }
+                        other => {
+                            return Err(EngineError::Unsupported(format!(
+                                "ALTER TABLE {other}; only ADD COLUMN is supported"
+                            )));
+                        }
+                    }
+                }
+                Ok(Some(self.add_columns(&reference, fields).await?))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// The Arrow type a SQL type name plans to.
+    async fn resolve_type(&self, sql_type: &str) -> Result<DataType> {
+        let plan = self
+            .session
+            .state()
+            .create_logical_plan(&format!("SELECT CAST(NULL AS {sql_type}) AS c"))
+            .await?;
+        Ok(plan.schema().field(0).data_type().clone())
+    }
+
+    /// Applies the SQL rewrites of [`crate::rewrite`] to one statement.
+    async fn rewrite(&self, statement: DFStatement) -> Result<DFStatement> {
+        match statement {
+            DFStatement::Statement(ast) => {
+                let mut ast = *ast;
+                if let Some(query) = show_statement_query(&ast) {
+                    ast = DFParser::parse_sql_with_dialect(&query, &PolderDialect::default())
+                        .map_err(EngineError::DataFusion)?
+                        .pop_front()
+                        .and_then(|s| match s {
+                            DFStatement::Statement(inner) => Some(*inner),
+                            _ => None,
+                        })
+                        .expect("generated SHOW query parses");
+                }
+                let pending = collect_versions(&mut ast)?;
+                let mut selectors = Vec::with_capacity(pending.len());
+                for version in pending {
+                    selectors.push(match version {
+                        PendingVersion::Version(number) => TableSelector::Version(number),
+                        PendingVersion::Timestamp(expr) => TableSelector::Timestamp(self.evaluate_timestamp(&expr.to_string()).await?),
+                    });
+                }
+                apply_selectors(&mut ast, selectors)?;
+                Ok(DFStatement::Statement(Box::new(ast)))
+            }
+            DFStatement::Explain(mut explain) => {
+                let inner = Box::pin(self.rewrite(*explain.statement)).await?;
+                explain.statement = Box::new(inner);
+                Ok(DFStatement::Explain(explain))
+            }
+            other => Ok(other),
+        }
+    }
+
+    /// Evaluates a `TIMESTAMP AS OF` expression to milliseconds since the epoch (UTC).
+    async fn evaluate_timestamp(&self, expr_sql: &str) -> Result<i64> {
+        let frame = self
+            .session
+            .sql(&format!("SELECT CAST(({expr_sql}) AS TIMESTAMP) AS at"))
+            .await
+            .map_err(|e| {
+                EngineError::InvalidInput(format!(
+                    "TIMESTAMP AS OF {expr_sql}: not a timestamp ({})",
+                    crate::error::datafusion_message(&e)
+                ))
+            })?;
+        let batches = frame.collect().await.map_err(|e| {
+            EngineError::InvalidInput(format!(
+                "TIMESTAMP AS OF {expr_sql}: not a timestamp ({})",
+                crate::error::datafusion_message(&e)
+            ))
+        })?;
+        let column = batches.first().map(|b| b.column(0).clone());
+        let Some(column) = column else {
+            return Err(EngineError::InvalidInput(format!("TIMESTAMP AS OF {expr_sql}: no value")));
+        };
+        let nanos = datafusion::arrow::compute::cast(&column, &DataType::Timestamp(TimeUnit::Nanosecond, None))
+            .map_err(|e| EngineError::InvalidInput(format!("TIMESTAMP AS OF {expr_sql}: {e}")))?;
+        let nanos = nanos
+            .as_any()
+            .downcast_ref::<TimestampNanosecondArray>()
+            .expect("cast to nanosecond timestamps");
+        if nanos.is_empty() || nanos.is_null(0) {
+            return Err(EngineError::InvalidInput(format!("TIMESTAMP AS OF {expr_sql}: the timestamp is NULL")));
+        }
+        Ok(nanos.value(0).div_euclid(1_000_000))
+    }
+
+    /// Rewrites Polder's SQL extensions for a client path that parses SQL itself (the
+    /// PostgreSQL wire). Returns `None` when nothing needed rewriting or the SQL does not parse
+    /// in Polder's dialect (the client path then reports its own error).
+    pub async fn rewrite_sql(&self, sql: &str) -> Result<Option<String>> {
+        let Ok(statements) = self.parse(sql) else {
+            return Ok(None);
+        };
+        let mut changed = rewrite_describe_history(sql)?.is_some();
+        let mut texts = Vec::with_capacity(statements.len());
+        for statement in statements {
+            let before = statement.to_string();
+            let after = self.rewrite(statement).await?.to_string();
+            changed |= before != after;
+            texts.push(after);
+        }
+        Ok(changed.then(|| texts.join(";\n")))
+    }
+
+    /// Whether `statement` must be run by [`Engine::execute`] rather than by DataFusion alone
+    /// (it changes the catalog or writes a table).
+    pub fn is_engine_statement(statement: &Statement) -> bool {
+        matches!(
+            statement,
+            Statement::CreateTable(_)
+                | Statement::CreateView(_)
+                | Statement::CreateSchema { .. }
+                | Statement::Drop { .. }
+                | Statement::AlterTable(_)
+                | Statement::Insert(_)
+                | Statement::Update(_)
+                | Statement::Delete(_)
+                | Statement::Merge(_)
+                | Statement::Truncate(_)
+                | Statement::StartTransaction { .. }
+                | Statement::Commit { .. }
+                | Statement::Rollback { .. }
+        )
+    }
+}
+
+fn normalize_ident(ident: &Ident) -> String {
+    if ident.quote_style.is_some() {
+        ident.value.clone()
+    } else {
+        ident.value.to_lowercase()
+    }
+}
+
+/// `a`, `s.a` or `c.s.a` as a table reference, normalized as DataFusion does.
+pub(crate) fn object_name_to_reference(name: &ObjectName) -> Result<TableReference> {
+    let mut parts = Vec::with_capacity(name.0.len());
+    for part in &name.0 {
+        match part {
+            ObjectNamePart::Identifier(ident) => parts.push(normalize_ident(ident)),
+            other => return Err(EngineError::Unsupported(format!("name part {other}"))),
+        }
+    }
+    match parts.as_slice() {
+        [table] => Ok(TableReference::bare(table.clone())),
+        [schema, table] => Ok(TableReference::partial(schema.clone(), table.clone())),
+        [catalog, schema, table] => Ok(TableReference::full(catalog.clone(), schema.clone(), table.clone())),
+        _ => Err(EngineError::InvalidInput(format!("'{name}' is not a table name"))),
+    }
+}
+
+fn strip_catalog(schema_name: &str) -> Result<String> {
+    match schema_name.split_once('.') {
+        Some((catalog, schema)) if catalog == CATALOG_NAME => Ok(schema.to_string()),
+        Some((catalog, _)) => Err(EngineError::NotFound(format!("catalog '{catalog}' does not exist"))),
+        None => Ok(schema_name.to_string()),
+    }
+}

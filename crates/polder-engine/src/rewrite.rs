@@ -1,0 +1,335 @@
+//! Rewrites Polder's SQL extensions into plain SQL DataFusion plans:
+//!
+//! - `t VERSION AS OF 3`, `t TIMESTAMP AS OF '...'`, `t FOR SYSTEM_TIME AS OF ...` become the
+//!   table name `"t@v3"` / `"t@t<millis>"`, which the catalog resolves to that Delta version;
+//! - `DESCRIBE HISTORY t` and `FROM table_history('s.t')` become `"t@history"`;
+//! - `SHOW SCHEMAS` and `SHOW TABLES [IN s]` become queries on `information_schema`.
+//!
+//! DataFusion silently ignores a table version clause, so every statement goes through here:
+//! leaving one unrewritten would return current data for a historical question.
+
+use std::ops::ControlFlow;
+
+use datafusion::sql::sqlparser::ast::{
+    Expr as SqlExpr, FunctionArg, FunctionArgExpr, Ident, ObjectName, ObjectNamePart, Statement, TableFactor,
+    TableVersion, Value, VisitMut, VisitorMut,
+};
+use datafusion::sql::sqlparser::keywords::Keyword;
+use datafusion::sql::sqlparser::parser::Parser;
+use datafusion::sql::sqlparser::tokenizer::{Span, Token, Tokenizer, Whitespace};
+
+use crate::catalog::{TableSelector, selector_suffix};
+use crate::dialect::PolderDialect;
+use crate::error::{EngineError, Result};
+
+/// A time-travel clause found in a statement, waiting for its timestamp to be evaluated.
+#[derive(Debug, Clone)]
+pub(crate) enum PendingVersion {
+    Version(i64),
+    /// A SQL expression that must evaluate to a timestamp.
+    Timestamp(SqlExpr),
+}
+
+/// Replaces `DESCRIBE HISTORY <name>` by `SELECT * FROM <name>@history` at the token level
+/// (sqlparser has no such statement). Returns `None` when the SQL has none.
+pub(crate) fn rewrite_describe_history(sql: &str) -> Result<Option<String>> {
+    let dialect = PolderDialect::default();
+    let tokens = Tokenizer::new(&dialect, sql)
+        .tokenize()
+        .map_err(|e| EngineError::Syntax(e.to_string()))?;
+    let is_space = |t: &Token| matches!(t, Token::Whitespace(_));
+    let mut out = String::with_capacity(sql.len() + 32);
+    let mut changed = false;
+    let mut index = 0;
+    let mut at_statement_start = true;
+    while index < tokens.len() {
+        let token = &tokens[index];
+        if at_statement_start
+            && let Token::Word(word) = token
+            && matches!(word.keyword, Keyword::DESCRIBE | Keyword::DESC)
+        {
+            let mut next = index + 1;
+            while next < tokens.len() && is_space(&tokens[next]) {
+                next += 1;
+            }
+            if let Some(Token::Word(history)) = tokens.get(next)
+                && history.quote_style.is_none()
+                && history.value.eq_ignore_ascii_case("history")
+            {
+                // Collect the dotted name that follows.
+                let mut cursor = next + 1;
+                while cursor < tokens.len() && is_space(&tokens[cursor]) {
+                    cursor += 1;
+                }
+                let mut parts: Vec<Ident> = Vec::new();
+                loop {
+                    match tokens.get(cursor) {
+                        Some(Token::Word(part)) => {
+                            parts.push(Ident {
+                                value: part.value.clone(),
+                                quote_style: part.quote_style,
+                                span: Span::empty(),
+                            });
+                            cursor += 1;
+                        }
+                        _ => break,
+                    }
+                    if matches!(tokens.get(cursor), Some(Token::Period)) {
+                        cursor += 1;
+                    } else {
+                        break;
+                    }
+                }
+                if parts.is_empty() {
+                    return Err(EngineError::Syntax("DESCRIBE HISTORY needs a table name".to_string()));
+                }
+                let name = with_selector(ObjectName::from(parts), &TableSelector::History);
+                out.push_str(&format!("SELECT * FROM {name} ORDER BY version DESC"));
+                changed = true;
+                index = cursor;
+                at_statement_start = false;
+                continue;
+            }
+        }
+        match token {
+            Token::SemiColon => at_statement_start = true,
+            Token::Whitespace(Whitespace::Space | Whitespace::Newline | Whitespace::Tab) => {}
+            Token::Whitespace(_) => {}
+            _ => at_statement_start = false,
+        }
+        out.push_str(&token.to_string());
+        index += 1;
+    }
+    Ok(changed.then_some(out))
+}
+
+/// `name` with its last part replaced by `<table>@<selector>`, quoted so that it is used as is.
+pub(crate) fn with_selector(name: ObjectName, selector: &TableSelector) -> ObjectName {
+    let mut parts = name.0;
+    if let Some(ObjectNamePart::Identifier(last)) = parts.last_mut() {
+        let base = if last.quote_style.is_some() {
+            last.value.clone()
+        } else {
+            last.value.to_lowercase()
+        };
+        *last = Ident::with_quote('"', format!("{base}{}", selector_suffix(selector)));
+    }
+    ObjectName(parts)
+}
+
+/// Collects time-travel clauses (in visiting order) so their timestamps can be evaluated.
+struct CollectVersions {
+    found: Vec<PendingVersion>,
+    error: Option<EngineError>,
+}
+
+impl VisitorMut for CollectVersions {
+    type Break = ();
+
+    fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
+        let TableFactor::Table { version: Some(version), .. } = factor else {
+            return ControlFlow::Continue(());
+        };
+        let pending = match version {
+            TableVersion::VersionAsOf(expr) => match version_number(expr) {
+                Some(number) => PendingVersion::Version(number),
+                None => {
+                    self.error = Some(EngineError::InvalidInput(format!(
+                        "VERSION AS OF needs a whole number, got {expr}"
+                    )));
+                    return ControlFlow::Break(());
+                }
+            },
+            TableVersion::TimestampAsOf(expr) | TableVersion::ForSystemTimeAsOf(expr) => {
+                PendingVersion::Timestamp(expr.clone())
+            }
+            other => {
+                self.error = Some(EngineError::Unsupported(format!(
+                    "table version clause {other}; use VERSION AS OF n or TIMESTAMP AS OF '...'"
+                )));
+                return ControlFlow::Break(());
+            }
+        };
+        self.found.push(pending);
+        ControlFlow::Continue(())
+    }
+}
+
+fn version_number(expr: &SqlExpr) -> Option<i64> {
+    match expr {
+        SqlExpr::Value(value) => match &value.value {
+            Value::Number(text, _) => text.parse().ok(),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Applies evaluated selectors (in the same visiting order) and `table_history(...)` calls.
+struct ApplySelectors {
+    selectors: std::vec::IntoIter<TableSelector>,
+    error: Option<EngineError>,
+}
+
+impl VisitorMut for ApplySelectors {
+    type Break = ();
+
+    fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
+        let TableFactor::Table { name, version, args, .. } = factor else {
+            return ControlFlow::Continue(());
+        };
+        if version.is_some() {
+            let selector = self.selectors.next().expect("one selector per collected version");
+            *name = with_selector(name.clone(), &selector);
+            *version = None;
+            return ControlFlow::Continue(());
+        }
+        let is_history_function = args.is_some()
+            && name.0.len() == 1
+            && name.0[0]
+                .as_ident()
+                .is_some_and(|ident| ident.value.eq_ignore_ascii_case("table_history"));
+        if is_history_function {
+            let call_args = args.take().expect("checked above").args;
+            let table = match call_args.as_slice() {
+                [FunctionArg::Unnamed(FunctionArgExpr::Expr(SqlExpr::Value(value)))] => match &value.value {
+                    Value::SingleQuotedString(text) => Some(text.clone()),
+                    _ => None,
+                },
+                _ => None,
+            };
+            let Some(table) = table else {
+                self.error = Some(EngineError::InvalidInput(
+                    "table_history takes one string argument: table_history('schema.table')".to_string(),
+                ));
+                return ControlFlow::Break(());
+            };
+            match Parser::new(&PolderDialect::default())
+                .try_with_sql(&table)
+                .and_then(|mut p| p.parse_object_name(false))
+            {
+                Ok(table_name) => *name = with_selector(table_name, &TableSelector::History),
+                Err(e) => {
+                    self.error = Some(EngineError::InvalidInput(format!(
+                        "table_history: '{table}' is not a table name: {e}"
+                    )));
+                    return ControlFlow::Break(());
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// Finds the time-travel clauses of `statement`.
+pub(crate) fn collect_versions(statement: &mut Statement) -> Result<Vec<PendingVersion>> {
+    let mut collector = CollectVersions {
+        found: Vec::new(),
+        error: None,
+    };
+    let _ = statement.visit(&mut collector);
+    match collector.error {
+        Some(err) => Err(err),
+        None => Ok(collector.found),
+    }
+}
+
+/// Applies resolved selectors (one per collected clause, same order) and history functions.
+pub(crate) fn apply_selectors(statement: &mut Statement, selectors: Vec<TableSelector>) -> Result<()> {
+    let mut applier = ApplySelectors {
+        selectors: selectors.into_iter(),
+        error: None,
+    };
+    let _ = statement.visit(&mut applier);
+    match applier.error {
+        Some(err) => Err(err),
+        None => Ok(()),
+    }
+}
+
+/// `SHOW SCHEMAS` / `SHOW TABLES [IN schema]` as queries listing only user objects.
+pub(crate) fn show_statement_query(statement: &Statement) -> Option<String> {
+    match statement {
+        Statement::ShowSchemas { .. } => Some(
+            "SELECT schema_name FROM information_schema.schemata \
+             WHERE schema_name NOT IN ('information_schema', 'pg_catalog') ORDER BY schema_name"
+                .to_string(),
+        ),
+        Statement::ShowTables { show_options, .. } => {
+            let schema_filter = show_options
+                .show_in
+                .as_ref()
+                .and_then(|show_in| show_in.parent_name.as_ref())
+                .and_then(|name| name.0.last())
+                .and_then(|part| part.as_ident())
+                .map(|ident| {
+                    let schema = if ident.quote_style.is_some() {
+                        ident.value.clone()
+                    } else {
+                        ident.value.to_lowercase()
+                    };
+                    format!(" AND table_schema = '{}'", schema.replace('\'', "''"))
+                })
+                .unwrap_or_default();
+            Some(format!(
+                "SELECT table_schema, table_name, table_type FROM information_schema.tables \
+                 WHERE table_schema NOT IN ('information_schema', 'pg_catalog'){schema_filter} \
+                 ORDER BY table_schema, table_name"
+            ))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(sql: &str) -> Statement {
+        Parser::parse_sql(&PolderDialect::default(), sql).unwrap().remove(0)
+    }
+
+    #[test]
+    fn describe_history_becomes_a_query() {
+        let rewritten = rewrite_describe_history("describe history Bronze.Orders; select 1").unwrap().unwrap();
+        assert_eq!(
+            rewritten,
+            "SELECT * FROM Bronze.\"orders@history\" ORDER BY version DESC; select 1"
+        );
+        assert!(rewrite_describe_history("select 'describe history x'").unwrap().is_none());
+        assert!(rewrite_describe_history("describe orders").unwrap().is_none());
+    }
+
+    #[test]
+    fn versions_are_collected_and_applied_in_order() {
+        let mut statement = parse(
+            "SELECT * FROM bronze.a VERSION AS OF 2 JOIN (SELECT * FROM b TIMESTAMP AS OF '2026-01-01') x ON true",
+        );
+        let found = collect_versions(&mut statement).unwrap();
+        assert!(matches!(found[0], PendingVersion::Version(2)));
+        assert!(matches!(found[1], PendingVersion::Timestamp(_)));
+        apply_selectors(
+            &mut statement,
+            vec![TableSelector::Version(2), TableSelector::Timestamp(1_767_225_600_000)],
+        )
+        .unwrap();
+        let text = statement.to_string();
+        assert!(text.contains("bronze.\"a@v2\""), "{text}");
+        assert!(text.contains("\"b@t1767225600000\""), "{text}");
+    }
+
+    #[test]
+    fn table_history_function_is_rewritten() {
+        let mut statement = parse("SELECT version FROM table_history('silver.Orders')");
+        apply_selectors(&mut statement, vec![]).unwrap();
+        assert_eq!(statement.to_string(), "SELECT version FROM silver.\"orders@history\"");
+        let mut bad = parse("SELECT * FROM table_history(1)");
+        assert!(apply_selectors(&mut bad, vec![]).is_err());
+    }
+
+    #[test]
+    fn bad_version_is_an_error() {
+        let mut statement = parse("SELECT * FROM a VERSION AS OF 1.5");
+        assert!(collect_versions(&mut statement).is_err());
+    }
+}

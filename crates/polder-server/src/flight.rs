@@ -1,0 +1,610 @@
+//! The Arrow Flight SQL listener (ADBC, Flight SQL JDBC): results travel as Arrow, no
+//! conversion on either side.
+//!
+//! Queries are stateless: the ticket carries the SQL, so any replica can serve the `DoGet`.
+//! Statements that change something run when they are submitted (`GetFlightInfo` or
+//! `DoPut`), and their ticket only reports what they did. Prepared statements live in the
+//! process that created them.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use arrow::array::{ArrayRef, RecordBatch, StringArray, UInt64Array};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::ipc::writer::IpcWriteOptions;
+use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::error::FlightError;
+use arrow_flight::flight_service_server::FlightServiceServer;
+use arrow_flight::sql::metadata::{SqlInfoData, SqlInfoDataBuilder};
+use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
+use arrow_flight::sql::{
+    ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest, ActionCreatePreparedStatementResult,
+    Any, CommandGetCatalogs, CommandGetDbSchemas, CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables,
+    CommandPreparedStatementQuery, CommandPreparedStatementUpdate, CommandStatementQuery, CommandStatementUpdate,
+    DoPutPreparedStatementResult, ProstMessageExt, SqlInfo, TicketStatementQuery,
+};
+use arrow_flight::{Action, FlightData, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, IpcMessage, SchemaAsIpc, Ticket};
+use datafusion::common::ParamValues;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::scalar::ScalarValue;
+use datafusion::sql::parser::Statement as DFStatement;
+use futures::{Stream, StreamExt, TryStreamExt};
+use polder_core::{CATALOG_NAME, ErrorKind, HasErrorKind};
+use polder_engine::{Engine, EngineError, StatementOutput};
+use prost::Message;
+use serde::{Deserialize, Serialize};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::error::grpc_status;
+use crate::metrics::{Interface, record_rows, record_statement};
+
+type DoGetStream = Pin<Box<dyn Stream<Item = Result<FlightData, Status>> + Send + 'static>>;
+
+/// What a ticket asks for.
+#[derive(Debug, Serialize, Deserialize)]
+enum TicketBody {
+    /// Run this query (with these parameters, for a prepared statement).
+    Query { sql: String, params: Option<Vec<serde_json::Value>> },
+    /// A statement already ran; report its outcome.
+    Done { command: String, rows: Option<u64> },
+}
+
+struct Prepared {
+    sql: String,
+    params: Option<Vec<ScalarValue>>,
+}
+
+pub(crate) struct PolderFlightSql {
+    engine: Arc<Engine>,
+    prepared: Mutex<HashMap<String, Prepared>>,
+    sql_info: SqlInfoData,
+}
+
+fn status(err: EngineError) -> Status {
+    grpc_status(err.kind(), err.to_string())
+}
+
+fn internal<E: std::fmt::Display>(err: E) -> Status {
+    Status::internal(err.to_string())
+}
+
+impl PolderFlightSql {
+    pub fn new(engine: Arc<Engine>) -> Self {
+        let mut info = SqlInfoDataBuilder::new();
+        info.append(SqlInfo::FlightSqlServerName, "Polder");
+        info.append(SqlInfo::FlightSqlServerVersion, env!("CARGO_PKG_VERSION"));
+        info.append(SqlInfo::FlightSqlServerArrowVersion, "1.3");
+        info.append(SqlInfo::FlightSqlServerReadOnly, false);
+        info.append(SqlInfo::FlightSqlServerSql, true);
+        info.append(SqlInfo::FlightSqlServerSubstrait, false);
+        info.append(SqlInfo::FlightSqlServerTransaction, 0i32);
+        info.append(SqlInfo::SqlIdentifierQuoteChar, "\"");
+        PolderFlightSql {
+            engine,
+            prepared: Mutex::new(HashMap::new()),
+            sql_info: info.build().expect("static sql info"),
+        }
+    }
+
+    pub fn into_service(self) -> FlightServiceServer<PolderFlightSql> {
+        FlightServiceServer::new(self)
+            .max_decoding_message_size(64 * 1024 * 1024)
+            .max_encoding_message_size(64 * 1024 * 1024)
+    }
+
+    /// Parses SQL that must be exactly one statement.
+    fn single_statement(&self, sql: &str) -> Result<DFStatement, Status> {
+        let mut statements = self.engine.parse(sql).map_err(status)?;
+        if statements.len() != 1 {
+            return Err(Status::invalid_argument(format!(
+                "expected one SQL statement, got {}",
+                statements.len()
+            )));
+        }
+        Ok(statements.remove(0))
+    }
+
+    fn is_query(statement: &DFStatement) -> bool {
+        match statement {
+            DFStatement::Statement(ast) => !Engine::is_engine_statement(ast),
+            DFStatement::Explain(_) => true,
+            _ => false,
+        }
+    }
+
+    /// Runs a statement that changes something and returns its ticket.
+    async fn run_command(&self, statement: DFStatement) -> Result<TicketBody, Status> {
+        let started = Instant::now();
+        let result = self.engine.execute(statement).await;
+        record_statement(Interface::FlightSql, started.elapsed(), result.as_ref().err().map(|e| e.kind()));
+        match result.map_err(status)? {
+            StatementOutput::Command(outcome) => Ok(TicketBody::Done {
+                command: outcome.tag,
+                rows: outcome.rows,
+            }),
+            StatementOutput::Query(_) => Err(Status::internal("a command returned rows")),
+        }
+    }
+
+    fn flight_info(&self, schema: &Schema, ticket: &TicketBody, descriptor: FlightDescriptor) -> Result<FlightInfo, Status> {
+        let handle = serde_json::to_vec(ticket).map_err(internal)?;
+        let ticket = Ticket {
+            ticket: TicketStatementQuery {
+                statement_handle: handle.into(),
+            }
+            .as_any()
+            .encode_to_vec()
+            .into(),
+        };
+        FlightInfo::new()
+            .try_with_schema(schema)
+            .map_err(internal)
+            .map(|info| {
+                info.with_endpoint(FlightEndpoint::new().with_ticket(ticket))
+                    .with_descriptor(descriptor)
+                    .with_total_records(-1)
+                    .with_total_bytes(-1)
+            })
+    }
+
+    fn command_schema() -> Schema {
+        Schema::new(vec![
+            Field::new("command", DataType::Utf8, false),
+            Field::new("rows_affected", DataType::UInt64, true),
+        ])
+    }
+
+    /// The flight info of `sql`: a query's result schema, or a command run now.
+    async fn info_for_sql(&self, sql: &str, params: Option<Vec<ScalarValue>>, descriptor: FlightDescriptor) -> Result<FlightInfo, Status> {
+        self.engine.sync().await.map_err(status)?;
+        let statement = self.single_statement(sql)?;
+        if !Self::is_query(&statement) {
+            let ticket = self.run_command(statement).await?;
+            return self.flight_info(&Self::command_schema(), &ticket, descriptor);
+        }
+        let plan = self.plan(statement, params.as_ref()).await?;
+        let schema = plan.schema().as_arrow().clone();
+        let ticket = TicketBody::Query {
+            sql: sql.to_string(),
+            params: params.map(|p| p.iter().map(scalar_to_json).collect()),
+        };
+        self.flight_info(&schema, &ticket, descriptor)
+    }
+
+    async fn plan(&self, statement: DFStatement, params: Option<&Vec<ScalarValue>>) -> Result<LogicalPlan, Status> {
+        let plan = self.engine.plan(statement).await.map_err(status)?;
+        match params {
+            Some(values) => plan
+                .replace_params_with_values(&ParamValues::List(values.iter().cloned().map(Into::into).collect()))
+                .map_err(|e| status(EngineError::from(e))),
+            None => Ok(plan),
+        }
+    }
+
+    /// Streams a query's result.
+    async fn stream_query(&self, sql: &str, params: Option<Vec<ScalarValue>>) -> Result<DoGetStream, Status> {
+        let started = Instant::now();
+        self.engine.sync().await.map_err(status)?;
+        let statement = self.single_statement(sql)?;
+        let plan = self.plan(statement, params.as_ref()).await?;
+        let output = self.engine.execute_plan(plan).await;
+        let frame = match output {
+            Ok(StatementOutput::Query(frame)) => frame,
+            Ok(StatementOutput::Command(_)) => return Err(Status::invalid_argument("not a query")),
+            Err(err) => {
+                record_statement(Interface::FlightSql, started.elapsed(), Some(err.kind()));
+                return Err(status(err));
+            }
+        };
+        let stream = frame
+            .execute_stream()
+            .await
+            .map_err(|e| status(EngineError::from(e)))?;
+        let schema = stream.schema();
+        let counted = CountedStream::new(stream, started);
+        let flight = FlightDataEncoderBuilder::new()
+            .with_schema(schema)
+            .build(counted)
+            .map_err(|e| match e {
+                FlightError::Tonic(status) => *status,
+                other => Status::internal(other.to_string()),
+            });
+        Ok(Box::pin(flight))
+    }
+
+    fn batch_stream(schema: SchemaRef, batch: RecordBatch) -> DoGetStream {
+        let stream = FlightDataEncoderBuilder::new()
+            .with_schema(schema)
+            .build(futures::stream::once(async move { Ok(batch) }))
+            .map_err(|e| Status::internal(e.to_string()));
+        Box::pin(stream)
+    }
+
+    /// Every (schema, table, kind) the catalog holds, with the table's Arrow schema when asked.
+    async fn tables(&self, with_schema: bool) -> Result<Vec<(String, String, &'static str, Schema)>, Status> {
+        self.engine.sync().await.map_err(status)?;
+        let description = self.engine.describe_catalog().await.map_err(status)?;
+        let mut tables = Vec::new();
+        for schema in description.schemas {
+            for table in schema.tables {
+                let kind = if table.kind == "view" { "VIEW" } else { "TABLE" };
+                let arrow_schema = if with_schema {
+                    let reference = datafusion::common::TableReference::partial(schema.name.as_str(), table.name.as_str());
+                    match self.engine.session().table_provider(reference).await {
+                        Ok(provider) => provider.schema().as_ref().clone(),
+                        Err(_) => Schema::empty(),
+                    }
+                } else {
+                    Schema::empty()
+                };
+                tables.push((schema.name.clone(), table.name.clone(), kind, arrow_schema));
+            }
+        }
+        Ok(tables)
+    }
+}
+
+/// Counts rows and bytes of a result stream for the metrics, and records the statement when
+/// the stream ends.
+struct CountedStream {
+    inner: datafusion::execution::SendableRecordBatchStream,
+    started: Instant,
+    rows: u64,
+    bytes: u64,
+    done: bool,
+}
+
+impl CountedStream {
+    fn new(inner: datafusion::execution::SendableRecordBatchStream, started: Instant) -> Self {
+        CountedStream {
+            inner,
+            started,
+            rows: 0,
+            bytes: 0,
+            done: false,
+        }
+    }
+}
+
+impl Stream for CountedStream {
+    type Item = Result<RecordBatch, FlightError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Self::Item>> {
+        let polled = self.inner.poll_next_unpin(cx);
+        match polled {
+            std::task::Poll::Ready(Some(Ok(batch))) => {
+                self.rows += batch.num_rows() as u64;
+                self.bytes += batch.get_array_memory_size() as u64;
+                std::task::Poll::Ready(Some(Ok(batch)))
+            }
+            std::task::Poll::Ready(Some(Err(err))) => {
+                self.done = true;
+                let err = EngineError::from(err);
+                record_statement(Interface::FlightSql, self.started.elapsed(), Some(err.kind()));
+                std::task::Poll::Ready(Some(Err(FlightError::Tonic(Box::new(status(err))))))
+            }
+            std::task::Poll::Ready(None) => {
+                if !self.done {
+                    self.done = true;
+                    record_rows(Interface::FlightSql, self.rows, self.bytes);
+                    record_statement(Interface::FlightSql, self.started.elapsed(), None);
+                }
+                std::task::Poll::Ready(None)
+            }
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    }
+}
+
+impl Drop for CountedStream {
+    fn drop(&mut self) {
+        if !self.done {
+            record_statement(Interface::FlightSql, self.started.elapsed(), Some(ErrorKind::Cancelled));
+        }
+    }
+}
+
+fn scalar_to_json(value: &ScalarValue) -> serde_json::Value {
+    // Parameters travel inside the ticket as typed text: the type name and the value's text.
+    serde_json::json!({"type": value.data_type().to_string(), "value": if value.is_null() { None } else { Some(value.to_string()) }})
+}
+
+fn scalar_from_json(value: &serde_json::Value) -> Result<ScalarValue, Status> {
+    let type_name = value["type"].as_str().unwrap_or("Utf8");
+    let data_type: DataType = type_name
+        .parse()
+        .map_err(|_| Status::invalid_argument(format!("bad parameter type {type_name}")))?;
+    match value["value"].as_str() {
+        None => ScalarValue::try_from(&data_type).map_err(internal),
+        Some(text) => ScalarValue::try_from_string(text.to_string(), &data_type).map_err(internal),
+    }
+}
+
+/// Parameters bound by a client: one row of a record batch, one column per parameter.
+fn parameters_from_batches(batches: &[RecordBatch]) -> Result<Vec<ScalarValue>, Status> {
+    let Some(batch) = batches.iter().find(|b| b.num_rows() > 0) else {
+        return Ok(vec![]);
+    };
+    if batch.num_rows() != 1 {
+        return Err(Status::invalid_argument(format!(
+            "bind one row of parameters per execution (got {})",
+            batch.num_rows()
+        )));
+    }
+    batch
+        .columns()
+        .iter()
+        .map(|column| ScalarValue::try_from_array(column, 0).map_err(internal))
+        .collect()
+}
+
+async fn read_batches(stream: PeekableFlightDataStream) -> Result<Vec<RecordBatch>, Status> {
+    let stream = arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(
+        stream.map_err(FlightError::from),
+    );
+    stream.try_collect().await.map_err(|e| Status::invalid_argument(e.to_string()))
+}
+
+fn schema_bytes(schema: &Schema) -> Result<bytes::Bytes, Status> {
+    let message: IpcMessage = SchemaAsIpc::new(schema, &IpcWriteOptions::default())
+        .try_into()
+        .map_err(internal)?;
+    Ok(message.0)
+}
+
+#[tonic::async_trait]
+impl FlightSqlService for PolderFlightSql {
+    type FlightService = PolderFlightSql;
+
+    async fn do_handshake(
+        &self,
+        _request: Request<Streaming<HandshakeRequest>>,
+    ) -> Result<Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>>, Status> {
+        // No authentication yet (the listener binds to loopback by default).
+        let response = HandshakeResponse {
+            protocol_version: 0,
+            payload: Default::default(),
+        };
+        let stream = futures::stream::once(async move { Ok(response) });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn get_flight_info_statement(
+        &self,
+        query: CommandStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let info = self.info_for_sql(&query.query, None, request.into_inner()).await?;
+        Ok(Response::new(info))
+    }
+
+    async fn do_get_statement(&self, ticket: TicketStatementQuery, _request: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
+        let body: TicketBody = serde_json::from_slice(&ticket.statement_handle)
+            .map_err(|e| Status::invalid_argument(format!("invalid ticket: {e}")))?;
+        match body {
+            TicketBody::Query { sql, params } => {
+                let params = match params {
+                    Some(values) => Some(values.iter().map(scalar_from_json).collect::<Result<Vec<_>, _>>()?),
+                    None => None,
+                };
+                Ok(Response::new(self.stream_query(&sql, params).await?))
+            }
+            TicketBody::Done { command, rows } => {
+                let schema = Arc::new(Self::command_schema());
+                let columns: Vec<ArrayRef> = vec![
+                    Arc::new(StringArray::from(vec![command])),
+                    Arc::new(UInt64Array::from(vec![rows])),
+                ];
+                let batch = RecordBatch::try_new(schema.clone(), columns).map_err(internal)?;
+                Ok(Response::new(Self::batch_stream(schema, batch)))
+            }
+        }
+    }
+
+    async fn do_put_statement_update(&self, command: CommandStatementUpdate, _request: Request<PeekableFlightDataStream>) -> Result<i64, Status> {
+        self.engine.sync().await.map_err(status)?;
+        let statement = self.single_statement(&command.query)?;
+        match self.run_command(statement).await? {
+            TicketBody::Done { rows, .. } => Ok(rows.map(|r| r as i64).unwrap_or(-1)),
+            TicketBody::Query { .. } => Err(Status::internal("unexpected query ticket")),
+        }
+    }
+
+    async fn do_action_create_prepared_statement(
+        &self,
+        query: ActionCreatePreparedStatementRequest,
+        _request: Request<Action>,
+    ) -> Result<ActionCreatePreparedStatementResult, Status> {
+        self.engine.sync().await.map_err(status)?;
+        let statement = self.single_statement(&query.query)?;
+        let (dataset_schema, parameter_schema) = if Self::is_query(&statement) {
+            let plan = self.engine.plan(statement).await.map_err(status)?;
+            let parameters = plan.get_parameter_types().map_err(|e| status(EngineError::from(e)))?;
+            let mut names: Vec<_> = parameters.into_iter().collect();
+            names.sort_by_key(|(name, _)| name.trim_start_matches('$').parse::<usize>().unwrap_or(usize::MAX));
+            let fields: Vec<Field> = names
+                .into_iter()
+                .map(|(name, data_type)| Field::new(name, data_type.unwrap_or(DataType::Utf8), true))
+                .collect();
+            (plan.schema().as_arrow().clone(), Schema::new(fields))
+        } else {
+            (Self::command_schema(), Schema::empty())
+        };
+        let handle = uuid::Uuid::new_v4().simple().to_string();
+        self.prepared.lock().expect("prepared lock").insert(
+            handle.clone(),
+            Prepared {
+                sql: query.query,
+                params: None,
+            },
+        );
+        Ok(ActionCreatePreparedStatementResult {
+            prepared_statement_handle: handle.into_bytes().into(),
+            dataset_schema: schema_bytes(&dataset_schema)?,
+            parameter_schema: schema_bytes(&parameter_schema)?,
+        })
+    }
+
+    async fn do_action_close_prepared_statement(&self, query: ActionClosePreparedStatementRequest, _request: Request<Action>) -> Result<(), Status> {
+        let handle = String::from_utf8_lossy(&query.prepared_statement_handle).to_string();
+        self.prepared.lock().expect("prepared lock").remove(&handle);
+        Ok(())
+    }
+
+    async fn do_put_prepared_statement_query(
+        &self,
+        query: CommandPreparedStatementQuery,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<DoPutPreparedStatementResult, Status> {
+        let handle = String::from_utf8_lossy(&query.prepared_statement_handle).to_string();
+        let batches = read_batches(request.into_inner()).await?;
+        let params = parameters_from_batches(&batches)?;
+        let mut prepared = self.prepared.lock().expect("prepared lock");
+        let entry = prepared
+            .get_mut(&handle)
+            .ok_or_else(|| Status::not_found(format!("no prepared statement {handle}")))?;
+        entry.params = Some(params);
+        Ok(DoPutPreparedStatementResult {
+            prepared_statement_handle: Some(handle.into_bytes().into()),
+        })
+    }
+
+    async fn get_flight_info_prepared_statement(
+        &self,
+        query: CommandPreparedStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let handle = String::from_utf8_lossy(&query.prepared_statement_handle).to_string();
+        let (sql, params) = {
+            let prepared = self.prepared.lock().expect("prepared lock");
+            let entry = prepared
+                .get(&handle)
+                .ok_or_else(|| Status::not_found(format!("no prepared statement {handle}")))?;
+            (entry.sql.clone(), entry.params.clone())
+        };
+        let info = self.info_for_sql(&sql, params, request.into_inner()).await?;
+        Ok(Response::new(info))
+    }
+
+    async fn do_put_prepared_statement_update(
+        &self,
+        query: CommandPreparedStatementUpdate,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        let handle = String::from_utf8_lossy(&query.prepared_statement_handle).to_string();
+        let sql = {
+            let prepared = self.prepared.lock().expect("prepared lock");
+            prepared
+                .get(&handle)
+                .map(|entry| entry.sql.clone())
+                .ok_or_else(|| Status::not_found(format!("no prepared statement {handle}")))?
+        };
+        let batches = read_batches(request.into_inner()).await?;
+        let params = parameters_from_batches(&batches)?;
+        self.engine.sync().await.map_err(status)?;
+        let statement = self.single_statement(&sql)?;
+        let started = Instant::now();
+        let plan = self.plan(statement, (!params.is_empty()).then_some(&params)).await?;
+        let result = self.engine.execute_plan(plan).await;
+        record_statement(Interface::FlightSql, started.elapsed(), result.as_ref().err().map(|e| e.kind()));
+        match result.map_err(status)? {
+            StatementOutput::Command(outcome) => Ok(outcome.rows.map(|r| r as i64).unwrap_or(-1)),
+            StatementOutput::Query(_) => Err(Status::invalid_argument("use a query execution for a SELECT")),
+        }
+    }
+
+    async fn get_flight_info_catalogs(&self, query: CommandGetCatalogs, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+        metadata_info(&query.into_builder().schema(), query_ticket(CommandGetCatalogs {}.as_any()), request)
+    }
+
+    async fn do_get_catalogs(&self, query: CommandGetCatalogs, _request: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
+        let mut builder = query.into_builder();
+        builder.append(CATALOG_NAME);
+        let schema = builder.schema();
+        let batch = builder.build().map_err(internal)?;
+        Ok(Response::new(Self::batch_stream(schema, batch)))
+    }
+
+    async fn get_flight_info_schemas(&self, query: CommandGetDbSchemas, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.clone().into_builder().schema();
+        metadata_info(&schema, query_ticket(query.as_any()), request)
+    }
+
+    async fn do_get_schemas(&self, query: CommandGetDbSchemas, _request: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
+        self.engine.sync().await.map_err(status)?;
+        let mut builder = query.into_builder();
+        if let Some(catalog) = self.engine.session().catalog(CATALOG_NAME) {
+            let mut names = catalog.schema_names();
+            names.sort();
+            for name in names {
+                builder.append(CATALOG_NAME, name);
+            }
+        }
+        let schema = builder.schema();
+        let batch = builder.build().map_err(internal)?;
+        Ok(Response::new(Self::batch_stream(schema, batch)))
+    }
+
+    async fn get_flight_info_tables(&self, query: CommandGetTables, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.clone().into_builder().schema();
+        metadata_info(&schema, query_ticket(query.as_any()), request)
+    }
+
+    async fn do_get_tables(&self, query: CommandGetTables, _request: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
+        let tables = self.tables(query.include_schema).await?;
+        let mut builder = query.into_builder();
+        for (schema_name, table_name, kind, arrow_schema) in tables {
+            builder
+                .append(CATALOG_NAME, schema_name, table_name, kind, &arrow_schema)
+                .map_err(internal)?;
+        }
+        let schema = builder.schema();
+        let batch = builder.build().map_err(internal)?;
+        Ok(Response::new(Self::batch_stream(schema, batch)))
+    }
+
+    async fn get_flight_info_table_types(&self, query: CommandGetTableTypes, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.into_builder().schema();
+        metadata_info(&schema, query_ticket(CommandGetTableTypes {}.as_any()), request)
+    }
+
+    async fn do_get_table_types(&self, query: CommandGetTableTypes, _request: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
+        let mut builder = query.into_builder();
+        builder.append("TABLE");
+        builder.append("VIEW");
+        let schema = builder.schema();
+        let batch = builder.build().map_err(internal)?;
+        Ok(Response::new(Self::batch_stream(schema, batch)))
+    }
+
+    async fn get_flight_info_sql_info(&self, query: CommandGetSqlInfo, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.clone().into_builder(&self.sql_info).schema();
+        metadata_info(&schema, query_ticket(query.as_any()), request)
+    }
+
+    async fn do_get_sql_info(&self, query: CommandGetSqlInfo, _request: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
+        let builder = query.into_builder(&self.sql_info);
+        let schema = builder.schema();
+        let batch = builder.build().map_err(internal)?;
+        Ok(Response::new(Self::batch_stream(schema, batch)))
+    }
+
+    async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
+}
+
+fn query_ticket(command: Any) -> Ticket {
+    Ticket {
+        ticket: command.encode_to_vec().into(),
+    }
+}
+
+fn metadata_info(schema: &Schema, ticket: Ticket, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+    let info = FlightInfo::new()
+        .try_with_schema(schema)
+        .map_err(internal)?
+        .with_endpoint(FlightEndpoint::new().with_ticket(ticket))
+        .with_descriptor(request.into_inner());
+    Ok(Response::new(info))
+}

@@ -1,0 +1,389 @@
+//! The HTTP listener: REST API (`/api/v1/...`), health and readiness probes, Prometheus metrics.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use futures::StreamExt;
+use polder_core::{ErrorKind, HasErrorKind, TableName};
+use polder_engine::{Engine, EngineError, StatementOutput};
+use polder_ingest::{FileFormat, ImportMode, ImportRequest, NoProgress};
+use serde::Deserialize;
+use tokio::io::AsyncWriteExt;
+
+use crate::error::http_status;
+use crate::format::{Encoder, OutputFormat};
+use crate::metrics::{Interface, record_rows, record_statement};
+
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub engine: Arc<Engine>,
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// Where uploaded files wait while they are imported.
+    pub upload_dir: PathBuf,
+}
+
+pub(crate) fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(prometheus))
+        .route("/api/v1/sql", post(sql))
+        .route("/api/v1/catalog", get(catalog))
+        .route("/api/v1/import", post(import).layer(DefaultBodyLimit::disable()))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// `{"error": {"code", "message"}}` with the status of the error's kind.
+pub(crate) fn error_response(kind: ErrorKind, message: &str, sqlstate: Option<&str>) -> Response {
+    let mut error = serde_json::json!({"code": kind.code(), "message": message});
+    if let Some(state) = sqlstate {
+        error["sqlstate"] = serde_json::Value::String(state.to_string());
+    }
+    (http_status(kind), axum::Json(serde_json::json!({ "error": error }))).into_response()
+}
+
+fn engine_error_response(err: &EngineError) -> Response {
+    error_response(err.kind(), &err.to_string(), Some(err.sqlstate()))
+}
+
+async fn index() -> impl IntoResponse {
+    let page = concat!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Polder</title></head>",
+        "<body style=\"font-family: system-ui, sans-serif; max-width: 40rem; margin: 4rem auto;\">",
+        "<h1>Polder</h1><p>The data platform is running.</p><ul>",
+        "<li><code>POST /api/v1/sql</code> with <code>{\"sql\": \"...\"}</code></li>",
+        "<li><a href=\"/api/v1/catalog\">/api/v1/catalog</a></li>",
+        "<li><a href=\"/health\">/health</a>, <a href=\"/ready\">/ready</a>, <a href=\"/metrics\">/metrics</a></li>",
+        "</ul><p>PostgreSQL wire on port 31010, Arrow Flight SQL on 32010.</p></body></html>"
+    );
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], page)
+}
+
+async fn not_found() -> Response {
+    error_response(ErrorKind::NotFound, "no such endpoint", None)
+}
+
+async fn health() -> impl IntoResponse {
+    axum::Json(serde_json::json!({"status": "ok"}))
+}
+
+/// Ready when both the catalog store and the lake answer.
+async fn ready(State(state): State<AppState>) -> Response {
+    let catalog = state.engine.catalog_store().ping().await;
+    let lake = state.engine.lake().check().await;
+    let describe = |result: &Result<(), String>| match result {
+        Ok(()) => serde_json::json!({"status": "ok"}),
+        Err(message) => serde_json::json!({"status": "error", "message": message}),
+    };
+    let catalog = catalog.map_err(|e| e.to_string());
+    let lake = lake.map_err(|e| e.to_string());
+    let all_ok = catalog.is_ok() && lake.is_ok();
+    let body = serde_json::json!({
+        "status": if all_ok { "ready" } else { "not_ready" },
+        "catalog": describe(&catalog),
+        "lake": describe(&lake),
+    });
+    let status = if all_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, axum::Json(body)).into_response()
+}
+
+async fn prometheus(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+}
+
+async fn catalog(State(state): State<AppState>) -> Response {
+    match state.engine.describe_catalog().await {
+        Ok(description) => axum::Json(description).into_response(),
+        Err(err) => engine_error_response(&err),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct SqlRequest {
+    sql: String,
+    #[serde(default)]
+    format: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct FormatParam {
+    format: Option<String>,
+}
+
+fn choose_format(param: Option<&str>, body: Option<&str>, headers: &HeaderMap) -> Result<OutputFormat, Response> {
+    if let Some(name) = param.or(body) {
+        return OutputFormat::from_name(name).ok_or_else(|| {
+            error_response(
+                ErrorKind::InvalidInput,
+                &format!("unknown format '{name}': expected json, csv, arrow or parquet"),
+                None,
+            )
+        });
+    }
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
+    Ok(OutputFormat::from_accept(accept).unwrap_or(OutputFormat::Json))
+}
+
+/// `POST /api/v1/sql`: runs the statements, answers with the last one's result.
+async fn sql(State(state): State<AppState>, Query(params): Query<FormatParam>, headers: HeaderMap, body: Bytes) -> Response {
+    let started = Instant::now();
+    let request: SqlRequest = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(err) => {
+            record_statement(Interface::Http, started.elapsed(), Some(ErrorKind::InvalidInput));
+            return error_response(
+                ErrorKind::InvalidInput,
+                &format!("expected a JSON body {{\"sql\": \"...\"}}: {err}"),
+                None,
+            );
+        }
+    };
+    let format = match choose_format(params.format.as_deref(), request.format.as_deref(), &headers) {
+        Ok(format) => format,
+        Err(response) => return response,
+    };
+    tracing::debug!(sql = %request.sql, "http query");
+    let outputs = match state.engine.execute_sql(&request.sql).await {
+        Ok(outputs) => outputs,
+        Err(err) => {
+            record_statement(Interface::Http, started.elapsed(), Some(err.kind()));
+            return engine_error_response(&err);
+        }
+    };
+    match outputs.into_iter().last() {
+        None => {
+            record_statement(Interface::Http, started.elapsed(), None);
+            axum::Json(serde_json::json!({"command": "EMPTY"})).into_response()
+        }
+        Some(StatementOutput::Command(outcome)) => {
+            record_statement(Interface::Http, started.elapsed(), None);
+            axum::Json(serde_json::json!({"command": outcome.tag, "rows_affected": outcome.rows})).into_response()
+        }
+        Some(StatementOutput::Query(frame)) => match frame.execute_stream().await {
+            Ok(stream) => stream_response(stream, format, started),
+            Err(err) => {
+                let err = EngineError::from(err);
+                record_statement(Interface::Http, started.elapsed(), Some(err.kind()));
+                engine_error_response(&err)
+            }
+        },
+    }
+}
+
+/// Streams a result: a task pulls batches and encodes them into a channel the body reads. A
+/// client that goes away closes the channel, which stops the task and drops the query.
+fn stream_response(
+    mut stream: datafusion::execution::SendableRecordBatchStream,
+    format: OutputFormat,
+    started: Instant,
+) -> Response {
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    let schema = stream.schema();
+    tokio::spawn(async move {
+        let (mut encoder, head) = match Encoder::new(format, &schema) {
+            Ok(pair) => pair,
+            Err(err) => {
+                let _ = sender.send(Err(std::io::Error::other(err.to_string()))).await;
+                return;
+            }
+        };
+        let mut rows = 0u64;
+        let mut bytes = head.len() as u64;
+        if sender.send(Ok(head)).await.is_err() {
+            record_statement(Interface::Http, started.elapsed(), Some(ErrorKind::Cancelled));
+            return;
+        }
+        let mut failure: Option<EngineError> = None;
+        while let Some(next) = stream.next().await {
+            let batch = match next {
+                Ok(batch) => batch,
+                Err(err) => {
+                    failure = Some(EngineError::from(err));
+                    break;
+                }
+            };
+            rows += batch.num_rows() as u64;
+            let chunk = match encoder.batch(&batch) {
+                Ok(chunk) => chunk,
+                Err(err) => {
+                    failure = Some(EngineError::InvalidInput(err.to_string()));
+                    break;
+                }
+            };
+            bytes += chunk.len() as u64;
+            if chunk.is_empty() {
+                continue;
+            }
+            if sender.send(Ok(chunk)).await.is_err() {
+                tracing::debug!("http client went away during a result stream");
+                record_statement(Interface::Http, started.elapsed(), Some(ErrorKind::Cancelled));
+                return;
+            }
+        }
+        match &failure {
+            Some(err) if format != OutputFormat::Json => {
+                let _ = sender.send(Err(std::io::Error::other(err.to_string()))).await;
+            }
+            _ => {
+                let message = failure.as_ref().map(|e| e.to_string());
+                let error = failure.as_ref().map(|e| (e.kind().code(), message.as_deref().unwrap_or("")));
+                match encoder.end(error) {
+                    Ok(tail) => {
+                        bytes += tail.len() as u64;
+                        let _ = sender.send(Ok(tail)).await;
+                    }
+                    Err(err) => {
+                        let _ = sender.send(Err(std::io::Error::other(err.to_string()))).await;
+                    }
+                }
+            }
+        }
+        record_rows(Interface::Http, rows, bytes);
+        record_statement(Interface::Http, started.elapsed(), failure.as_ref().map(|e| e.kind()));
+    });
+    let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(receiver));
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, format.content_type())
+        .body(body)
+        .expect("static response parts")
+}
+
+#[derive(Debug, Deserialize)]
+struct ImportParams {
+    table: Option<String>,
+    format: Option<String>,
+    mode: Option<String>,
+    /// The uploaded file's name, to tell its format (and compression) when `format` is absent.
+    filename: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ImportBody {
+    source: String,
+    table: String,
+    #[serde(default)]
+    format: Option<String>,
+    #[serde(default)]
+    mode: Option<String>,
+}
+
+/// `POST /api/v1/import`: either an uploaded file (`?table=s.t&format=csv`, the file as the
+/// body) or a JSON body `{"source": "s3://..." | "https://...", "table": "s.t"}`. Local paths of
+/// the server are not accepted: the server reads only what the client sends or names remotely.
+async fn import(State(state): State<AppState>, Query(params): Query<ImportParams>, headers: HeaderMap, body: Body) -> Response {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let invalid = |message: String| error_response(ErrorKind::InvalidInput, &message, None);
+
+    let (source, table, format, mode, upload) = if is_json {
+        let bytes = match axum::body::to_bytes(body, 1024 * 1024).await {
+            Ok(bytes) => bytes,
+            Err(err) => return invalid(format!("cannot read the request body: {err}")),
+        };
+        let request: ImportBody = match serde_json::from_slice(&bytes) {
+            Ok(request) => request,
+            Err(err) => return invalid(format!("expected {{\"source\", \"table\"}}: {err}")),
+        };
+        if !(request.source.starts_with("s3://")
+            || request.source.starts_with("http://")
+            || request.source.starts_with("https://"))
+        {
+            return invalid("a server-side import reads s3:// or http(s):// sources; upload local files as the body".to_string());
+        }
+        (request.source, request.table, request.format, request.mode, None)
+    } else {
+        let Some(table) = params.table.clone() else {
+            return invalid("missing ?table=schema.table".to_string());
+        };
+        let extension = params
+            .filename
+            .as_deref()
+            .and_then(|name| name.split_once('.').map(|(_, ext)| ext.to_string()))
+            .or_else(|| params.format.clone())
+            .unwrap_or_else(|| "csv".to_string());
+        let upload_path = state
+            .upload_dir
+            .join(format!("upload-{}.{}", uuid::Uuid::new_v4().simple(), sanitize_extension(&extension)));
+        if let Err(err) = save_upload(body, &upload_path).await {
+            let _ = tokio::fs::remove_file(&upload_path).await;
+            return invalid(format!("cannot receive the upload: {err}"));
+        }
+        (
+            upload_path.display().to_string(),
+            table,
+            params.format.clone(),
+            params.mode.clone(),
+            Some(upload_path),
+        )
+    };
+
+    let result = run_import(&state, &source, &table, format.as_deref(), mode.as_deref()).await;
+    if let Some(path) = upload {
+        let _ = tokio::fs::remove_file(path).await;
+    }
+    match result {
+        Ok(report) => axum::Json(report).into_response(),
+        Err(response) => response,
+    }
+}
+
+fn sanitize_extension(extension: &str) -> String {
+    extension
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '.')
+        .take(24)
+        .collect()
+}
+
+async fn save_upload(body: Body, path: &std::path::Path) -> std::io::Result<()> {
+    if let Some(parent) = path.parent() {
+        tokio::fs::create_dir_all(parent).await?;
+    }
+    let mut file = tokio::fs::File::create(path).await?;
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(std::io::Error::other)?;
+        file.write_all(&chunk).await?;
+    }
+    file.flush().await?;
+    Ok(())
+}
+
+async fn run_import(
+    state: &AppState,
+    source: &str,
+    table: &str,
+    format: Option<&str>,
+    mode: Option<&str>,
+) -> Result<polder_ingest::ImportReport, Response> {
+    let invalid = |message: String| error_response(ErrorKind::InvalidInput, &message, None);
+    let table = TableName::parse(table).map_err(|e| invalid(e.to_string()))?;
+    let mut request = ImportRequest::new(source, table);
+    if let Some(format) = format {
+        request.format = Some(format.parse::<FileFormat>().map_err(invalid)?);
+    }
+    if let Some(mode) = mode {
+        request.mode = mode.parse::<ImportMode>().map_err(invalid)?;
+    }
+    polder_ingest::import_files(&state.engine, &request, Arc::new(NoProgress))
+        .await
+        .map_err(|err| error_response(err.kind(), &err.to_string(), None))
+}

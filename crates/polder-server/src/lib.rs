@@ -1,0 +1,143 @@
+//! Polder's listeners, all answering the same SQL through one engine:
+//! - HTTP on 9047: REST API (`POST /api/v1/sql`, `GET /api/v1/catalog`, `POST /api/v1/import`),
+//!   `/health`, `/ready`, `/metrics`;
+//! - PostgreSQL wire on 31010 ([`pg`]);
+//! - Arrow Flight SQL on 32010 ([`flight`]).
+
+mod error;
+mod flight;
+pub mod format;
+mod http;
+pub mod metrics;
+mod pg;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use datafusion_postgres::datafusion_pg_catalog::pg_catalog::{context::EmptyContextProvider, setup_pg_catalog};
+use polder_core::CATALOG_NAME;
+use polder_engine::Engine;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+
+pub use error::{ServerError, grpc_status, http_status};
+
+/// Where the listeners listen.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    pub http: SocketAddr,
+    pub pg: SocketAddr,
+    pub flight: SocketAddr,
+    /// Where uploads wait while they are imported.
+    pub upload_dir: PathBuf,
+}
+
+/// The listeners, bound and serving.
+pub struct RunningServer {
+    pub http: SocketAddr,
+    pub pg: SocketAddr,
+    pub flight: SocketAddr,
+    tasks: JoinSet<Result<(), ServerError>>,
+}
+
+async fn bind(listener: &'static str, address: SocketAddr) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(address).await.map_err(|e| ServerError::Bind {
+        listener,
+        address: address.to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// Adds what PostgreSQL clients expect to find (`pg_catalog`, `version()`, ...) to the
+/// engine's session.
+fn prepare_session_for_postgres(engine: &Engine) -> Result<(), ServerError> {
+    let setup_error = |message: String| ServerError::Serve {
+        listener: "postgres",
+        message,
+    };
+    setup_pg_catalog(engine.session(), CATALOG_NAME, EmptyContextProvider).map_err(|e| setup_error(e.to_string()))?;
+    let state = engine.session().state_ref();
+    let mut state = state.write();
+    datafusion_postgres::datafusion_pg_functions::register_all(&mut *state);
+    Ok(())
+}
+
+/// Binds all three listeners (failing before serving anything if one cannot bind) and starts
+/// serving.
+pub async fn start(engine: Arc<Engine>, options: ServerOptions) -> Result<RunningServer, ServerError> {
+    let metrics_handle = metrics::install();
+    prepare_session_for_postgres(&engine)?;
+
+    let http_listener = bind("http", options.http).await?;
+    let pg_listener = bind("postgres", options.pg).await?;
+    let flight_listener = bind("flight sql", options.flight).await?;
+    let local = |listener: &TcpListener, name: &'static str| {
+        listener.local_addr().map_err(|e| ServerError::Bind {
+            listener: name,
+            address: String::new(),
+            message: e.to_string(),
+        })
+    };
+    let http_address = local(&http_listener, "http")?;
+    let pg_address = local(&pg_listener, "postgres")?;
+    let flight_address = local(&flight_listener, "flight sql")?;
+
+    let mut tasks = JoinSet::new();
+    let state = http::AppState {
+        engine: engine.clone(),
+        metrics: metrics_handle,
+        upload_dir: options.upload_dir.clone(),
+    };
+    let router = http::router(state).layer(tower_http::trace::TraceLayer::new_for_http());
+    tasks.spawn(async move {
+        axum::serve(http_listener, router)
+            .await
+            .map_err(|e| ServerError::Serve {
+                listener: "http",
+                message: e.to_string(),
+            })
+    });
+
+    let handlers = Arc::new(pg::PgHandlers::new(engine.clone()));
+    tasks.spawn(async move {
+        pg::serve(pg_listener, handlers).await.map_err(|e| ServerError::Serve {
+            listener: "postgres",
+            message: e.to_string(),
+        })
+    });
+
+    let flight_service = flight::PolderFlightSql::new(engine.clone()).into_service();
+    tasks.spawn(async move {
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(flight_listener);
+        tonic::transport::Server::builder()
+            .add_service(flight_service)
+            .serve_with_incoming(incoming)
+            .await
+            .map_err(|e| ServerError::Serve {
+                listener: "flight sql",
+                message: e.to_string(),
+            })
+    });
+
+    Ok(RunningServer {
+        http: http_address,
+        pg: pg_address,
+        flight: flight_address,
+        tasks,
+    })
+}
+
+impl RunningServer {
+    /// Serves until a listener fails (they do not stop on their own).
+    pub async fn wait(mut self) -> Result<(), ServerError> {
+        match self.tasks.join_next().await {
+            Some(Ok(result)) => result,
+            Some(Err(join_error)) => Err(ServerError::Serve {
+                listener: "task",
+                message: join_error.to_string(),
+            }),
+            None => Ok(()),
+        }
+    }
+}

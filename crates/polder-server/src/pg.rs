@@ -1,0 +1,383 @@
+//! The PostgreSQL wire listener (psql, psycopg, JDBC, BI tools).
+//!
+//! `datafusion-postgres` brings the protocol handling, result encoding and the `pg_catalog`
+//! that clients query to discover tables. Polder wraps it in three places:
+//! - before parsing, Polder's SQL extensions (time travel, `DESCRIBE HISTORY`) are rewritten
+//!   and the engine's catalog view is brought up to date;
+//! - a query hook sends statements that change the catalog or write tables to the engine, so
+//!   that they become catalog entries and Delta commits and answer with PostgreSQL's tags;
+//! - an error handler turns engine and DataFusion errors into SQLSTATE codes.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use datafusion::common::{DFSchema, ParamValues};
+use datafusion::logical_expr::{EmptyRelation, LogicalPlan};
+use datafusion::prelude::SessionContext;
+use datafusion::sql::parser::Statement as DFStatement;
+use datafusion::sql::sqlparser::ast::Statement;
+use datafusion_postgres::hooks::cursor::CursorStatementHook;
+use datafusion_postgres::hooks::set_show::SetShowHook;
+use datafusion_postgres::hooks::transactions::TransactionStatementHook;
+use datafusion_postgres::hooks::{HookClient, QueryHook};
+use datafusion_postgres::pgwire::api::auth::noop::NoopStartupHandler;
+use datafusion_postgres::pgwire::api::auth::StartupHandler;
+use datafusion_postgres::pgwire::api::cancel::{CancelHandler, DefaultCancelHandler};
+use datafusion_postgres::pgwire::api::portal::{Format, Portal};
+use datafusion_postgres::pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use datafusion_postgres::pgwire::api::results::{FieldInfo, Response, Tag};
+use datafusion_postgres::pgwire::api::stmt::QueryParser;
+use datafusion_postgres::pgwire::api::store::PortalStore;
+use datafusion_postgres::pgwire::api::{
+    ClientInfo, ClientPortalStore, ConnectionManager, ErrorHandler, PgWireServerHandlers, Type,
+};
+use datafusion_postgres::pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use datafusion_postgres::pgwire::messages::PgWireBackendMessage;
+use datafusion_postgres::{DfSessionService, Parser};
+use futures::Sink;
+use polder_engine::{Engine, EngineError, StatementOutput};
+use tokio::net::TcpListener;
+
+use crate::metrics::{Interface, record_statement};
+
+/// Everything one PostgreSQL-wire listener needs; cloned into each connection.
+pub(crate) struct PgHandlers {
+    query: Arc<PolderQueryHandler>,
+    startup: Arc<PolderStartup>,
+    cancel: Arc<DefaultCancelHandler>,
+}
+
+impl PgHandlers {
+    pub fn new(engine: Arc<Engine>) -> PgHandlers {
+        let hooks: Vec<Arc<dyn QueryHook>> = vec![
+            Arc::new(CursorStatementHook),
+            Arc::new(SetShowHook),
+            Arc::new(TransactionStatementHook),
+            Arc::new(EngineHook { engine: engine.clone() }),
+        ];
+        let session = Arc::new(engine.session().clone());
+        let inner = Arc::new(DfSessionService::new_with_hooks(session, hooks));
+        let parser = Arc::new(PolderQueryParser {
+            engine: engine.clone(),
+            inner: inner.query_parser(),
+        });
+        let connections = Arc::new(ConnectionManager::new());
+        PgHandlers {
+            query: Arc::new(PolderQueryHandler { engine, inner, parser }),
+            startup: Arc::new(PolderStartup {
+                connections: connections.clone(),
+            }),
+            cancel: Arc::new(DefaultCancelHandler::new(connections)),
+        }
+    }
+}
+
+impl PgWireServerHandlers for PgHandlers {
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        self.query.clone()
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        self.query.clone()
+    }
+
+    fn startup_handler(&self) -> Arc<impl StartupHandler> {
+        self.startup.clone()
+    }
+
+    fn error_handler(&self) -> Arc<impl ErrorHandler> {
+        Arc::new(SqlStateErrors)
+    }
+
+    fn cancel_handler(&self) -> Arc<impl CancelHandler> {
+        self.cancel.clone()
+    }
+}
+
+/// Accepts every connection (authentication arrives with the security work; until then the
+/// listener binds to loopback by default).
+struct PolderStartup {
+    connections: Arc<ConnectionManager>,
+}
+
+impl NoopStartupHandler for PolderStartup {
+    fn connection_manager(&self) -> Option<Arc<ConnectionManager>> {
+        Some(self.connections.clone())
+    }
+}
+
+/// Serves connections until the listener fails.
+pub(crate) async fn serve(listener: TcpListener, handlers: Arc<PgHandlers>) -> std::io::Result<()> {
+    loop {
+        let (socket, peer) = listener.accept().await?;
+        let handlers = handlers.clone();
+        tokio::spawn(async move {
+            if let Err(err) =
+                datafusion_postgres::pgwire::tokio::process_socket(socket, None, handlers).await
+            {
+                tracing::debug!(%peer, error = %err, "postgres connection ended with an error");
+            }
+        });
+    }
+}
+
+struct PolderQueryHandler {
+    engine: Arc<Engine>,
+    inner: Arc<DfSessionService>,
+    parser: Arc<PolderQueryParser>,
+}
+
+/// Syncs the catalog view and rewrites Polder's extensions; errors become SQLSTATE errors.
+async fn prepare_sql(engine: &Engine, sql: &str) -> PgWireResult<Option<String>> {
+    engine.sync().await.map_err(engine_error)?;
+    engine.rewrite_sql(sql).await.map_err(engine_error)
+}
+
+#[async_trait]
+impl SimpleQueryHandler for PolderQueryHandler {
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let started = Instant::now();
+        let rewritten = match prepare_sql(&self.engine, query).await {
+            Ok(rewritten) => rewritten,
+            Err(err) => {
+                record_statement(Interface::Postgres, started.elapsed(), Some(error_kind(&err)));
+                return Err(err);
+            }
+        };
+        let sql = rewritten.as_deref().unwrap_or(query);
+        let result = SimpleQueryHandler::do_query(self.inner.as_ref(), client, sql).await;
+        record_statement(
+            Interface::Postgres,
+            started.elapsed(),
+            result.as_ref().err().map(error_kind),
+        );
+        result
+    }
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for PolderQueryHandler {
+    type Statement = <DfSessionService as ExtendedQueryHandler>::Statement;
+    type QueryParser = PolderQueryParser;
+
+    fn query_parser(&self) -> Arc<Self::QueryParser> {
+        self.parser.clone()
+    }
+
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Self::Statement>,
+        max_rows: usize,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let started = Instant::now();
+        let result = ExtendedQueryHandler::do_query(self.inner.as_ref(), client, portal, max_rows).await;
+        record_statement(
+            Interface::Postgres,
+            started.elapsed(),
+            result.as_ref().err().map(error_kind),
+        );
+        result
+    }
+}
+
+pub(crate) struct PolderQueryParser {
+    engine: Arc<Engine>,
+    inner: Arc<Parser>,
+}
+
+#[async_trait]
+impl QueryParser for PolderQueryParser {
+    type Statement = <Parser as QueryParser>::Statement;
+
+    async fn parse_sql<C>(&self, client: &C, sql: &str, types: &[Option<Type>]) -> PgWireResult<Option<Self::Statement>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let rewritten = prepare_sql(&self.engine, sql).await?;
+        self.inner
+            .parse_sql(client, rewritten.as_deref().unwrap_or(sql), types)
+            .await
+    }
+
+    fn get_parameter_types(&self, statement: &Self::Statement) -> PgWireResult<Vec<Type>> {
+        self.inner.get_parameter_types(statement)
+    }
+
+    fn get_result_schema(&self, statement: &Self::Statement, column_format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
+        self.inner.get_result_schema(statement, column_format)
+    }
+}
+
+/// Sends catalog changes and table writes to the engine.
+struct EngineHook {
+    engine: Arc<Engine>,
+}
+
+impl EngineHook {
+    /// Statements DataFusion cannot even plan; they get a placeholder plan when prepared.
+    fn needs_sql_text(statement: &Statement) -> bool {
+        matches!(statement, Statement::CreateView(_) | Statement::AlterTable(_))
+    }
+
+    async fn run_statement(&self, statement: &Statement) -> PgWireResult<Response> {
+        let output = self
+            .engine
+            .execute(DFStatement::Statement(Box::new(statement.clone())))
+            .await
+            .map_err(engine_error)?;
+        respond(output)
+    }
+}
+
+fn respond(output: StatementOutput) -> PgWireResult<Response> {
+    match output {
+        StatementOutput::Command(outcome) => {
+            let mut tag = Tag::new(&outcome.tag);
+            if outcome.tag == "INSERT" {
+                tag = tag.with_oid(0);
+            }
+            if let Some(rows) = outcome.rows {
+                tag = tag.with_rows(rows as usize);
+            }
+            Ok(Response::Execution(tag))
+        }
+        StatementOutput::Query(_) => Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+            "ERROR".to_string(),
+            "XX000".to_string(),
+            "a catalog statement returned rows".to_string(),
+        )))),
+    }
+}
+
+#[async_trait]
+impl QueryHook for EngineHook {
+    async fn handle_simple_query(
+        &self,
+        statement: &Statement,
+        _session: &SessionContext,
+        _client: &mut dyn HookClient,
+    ) -> Option<PgWireResult<Response>> {
+        if !Engine::is_engine_statement(statement) {
+            return None;
+        }
+        Some(self.run_statement(statement).await)
+    }
+
+    async fn handle_extended_parse_query(
+        &self,
+        statement: &Statement,
+        _session: &SessionContext,
+        _client: &(dyn ClientInfo + Send + Sync),
+    ) -> Option<PgWireResult<LogicalPlan>> {
+        if !Self::needs_sql_text(statement) {
+            return None;
+        }
+        Some(Ok(LogicalPlan::EmptyRelation(EmptyRelation {
+            produce_one_row: false,
+            schema: Arc::new(DFSchema::empty()),
+        })))
+    }
+
+    async fn handle_extended_query(
+        &self,
+        statement: &Statement,
+        plan: &LogicalPlan,
+        params: &ParamValues,
+        _session: &SessionContext,
+        _client: &mut dyn HookClient,
+    ) -> Option<PgWireResult<Response>> {
+        if !Engine::is_engine_statement(statement) {
+            return None;
+        }
+        if Self::needs_sql_text(statement) {
+            return Some(self.run_statement(statement).await);
+        }
+        let result = async {
+            let plan = plan
+                .clone()
+                .replace_params_with_values(params)
+                .map_err(|e| engine_error(EngineError::from(e)))?;
+            let output = self.engine.execute_plan(plan).await.map_err(engine_error)?;
+            respond(output)
+        }
+        .await;
+        Some(result)
+    }
+}
+
+/// An engine error as a PostgreSQL error with its SQLSTATE.
+fn engine_error(err: EngineError) -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        "ERROR".to_string(),
+        err.sqlstate().to_string(),
+        err.to_string(),
+    )))
+}
+
+/// Gives errors raised inside `datafusion-postgres` (which reports them without a code) the
+/// SQLSTATE of their cause, and logs them.
+struct SqlStateErrors;
+
+impl ErrorHandler for SqlStateErrors {
+    fn on_error<C>(&self, _client: &C, error: &mut PgWireError)
+    where
+        C: ClientInfo,
+    {
+        if let PgWireError::ApiError(source) = error {
+            let converted = if let Some(df) = source.downcast_ref::<datafusion::error::DataFusionError>() {
+                let (kind, sqlstate) = polder_engine::classify(df);
+                tracing::debug!(kind = %kind, "postgres statement failed");
+                Some(ErrorInfo::new(
+                    "ERROR".to_string(),
+                    sqlstate.to_string(),
+                    polder_engine::datafusion_message(df),
+                ))
+            } else {
+                source.downcast_ref::<EngineError>().map(|engine| {
+                    ErrorInfo::new("ERROR".to_string(), engine.sqlstate().to_string(), engine.to_string())
+                })
+            };
+            if let Some(info) = converted {
+                *error = PgWireError::UserError(Box::new(info));
+            }
+        }
+        if let PgWireError::UserError(info) = error {
+            tracing::debug!(sqlstate = %info.code, message = %info.message, "postgres error");
+        }
+    }
+}
+
+/// The error kind of a failed statement, for metrics.
+fn error_kind(error: &PgWireError) -> polder_core::ErrorKind {
+    use polder_core::ErrorKind;
+    match error {
+        PgWireError::UserError(info) => match &info.code[..2.min(info.code.len())] {
+            "40" => ErrorKind::Conflict,
+            "53" | "58" | "08" => ErrorKind::Unavailable,
+            "57" => ErrorKind::Cancelled,
+            "XX" => ErrorKind::Internal,
+            _ if info.code == "42P01" => ErrorKind::NotFound,
+            _ => ErrorKind::InvalidInput,
+        },
+        PgWireError::ApiError(source) => match source.downcast_ref::<datafusion::error::DataFusionError>() {
+            Some(df) => polder_engine::classify(df).0,
+            None => ErrorKind::Internal,
+        },
+        _ => ErrorKind::Internal,
+    }
+}

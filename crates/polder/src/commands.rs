@@ -1,0 +1,201 @@
+//! What each subcommand does, in terms of the library crates.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use polder_core::{Config, TableName};
+use polder_engine::{Engine, StatementOutput};
+use polder_ingest::{FileFormat, ImportMode, ImportRequest, Progress};
+use polder_server::ServerOptions;
+
+use crate::output::{OutputKind, render_batches, render_command};
+use crate::{ImportArgs, client, demo};
+
+async fn open_engine(config: &Config) -> anyhow::Result<Engine> {
+    let engine = Engine::open(config.catalog_url.expose(), &config.lake_url, &config.s3).await?;
+    Ok(engine)
+}
+
+pub async fn serve(config: &Config, with_demo: bool) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let engine = Arc::new(open_engine(config).await?);
+    if with_demo {
+        demo::ensure_loaded(&engine).await.context("loading the demo dataset")?;
+    }
+    let upload_dir = config.data_dir.join("uploads");
+    let server = polder_server::start(
+        engine,
+        ServerOptions {
+            http: config.http_listen,
+            pg: config.pg_listen,
+            flight: config.flight_listen,
+            upload_dir,
+        },
+    )
+    .await?;
+    tracing::info!(
+        http = %server.http,
+        postgres = %server.pg,
+        flight_sql = %server.flight,
+        catalog = %config.catalog_url_masked(),
+        lake = %config.lake_url,
+        startup_ms = started.elapsed().as_millis() as u64,
+        "polder is ready"
+    );
+    eprintln!(
+        "polder is ready in {} ms\n  web/API     http://{}\n  PostgreSQL  psql -h {} -p {} -U admin\n  Flight SQL  grpc://{}",
+        started.elapsed().as_millis(),
+        server.http,
+        server.pg.ip(),
+        server.pg.port(),
+        server.flight
+    );
+    tokio::select! {
+        result = server.wait() => result.map_err(Into::into),
+        _ = shutdown_signal() => {
+            tracing::info!("shutting down");
+            Ok(())
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = terminate.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+pub async fn sql(config: &Config, query: &str, format: &str, server: Option<&str>) -> anyhow::Result<()> {
+    let query = if query == "-" {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)?;
+        text
+    } else {
+        query.to_string()
+    };
+    let kind = OutputKind::parse(format);
+    let mut stdout = std::io::stdout().lock();
+    if let Some(server) = server {
+        let result = client::sql(server, &query).await?;
+        match result {
+            client::SqlResult::Rows(batches) => render_batches(&mut stdout, kind, &batches)?,
+            client::SqlResult::Command { tag, rows } => render_command(&mut stdout, &tag, rows)?,
+        }
+        return Ok(());
+    }
+    let engine = open_engine(config).await?;
+    let outputs = engine.execute_sql(&query).await?;
+    let count = outputs.len();
+    for (index, output) in outputs.into_iter().enumerate() {
+        match output {
+            StatementOutput::Command(outcome) => render_command(&mut stdout, &outcome.tag, outcome.rows)?,
+            StatementOutput::Query(frame) => {
+                let batches = frame.collect().await.map_err(polder_engine::EngineError::from)?;
+                render_batches(&mut stdout, kind, &batches)?;
+            }
+        }
+        if index + 1 < count && kind == OutputKind::Table {
+            writeln!(stdout)?;
+        }
+    }
+    Ok(())
+}
+
+/// Draws the import's progress: bytes of source read out of the total.
+struct BarProgress {
+    bar: ProgressBar,
+}
+
+impl BarProgress {
+    fn new() -> Self {
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar.enable_steady_tick(Duration::from_millis(120));
+        BarProgress { bar }
+    }
+}
+
+impl Progress for BarProgress {
+    fn start(&self, files: usize, total_bytes: Option<u64>) {
+        self.bar.set_length(total_bytes.unwrap_or(0));
+        self.bar
+            .set_message(format!("reading {files} file{}", if files == 1 { "" } else { "s" }));
+    }
+
+    fn advance(&self, bytes: u64) {
+        self.bar.inc(bytes);
+        if self.bar.length().is_some_and(|l| self.bar.position() >= l) {
+            self.bar.set_message("committing");
+        }
+    }
+
+    fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+pub async fn import(config: &Config, args: &ImportArgs) -> anyhow::Result<()> {
+    let table = TableName::parse(&args.table)?;
+    let format = args
+        .format
+        .as_deref()
+        .map(|f| f.parse::<FileFormat>())
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let mode: ImportMode = args.mode.parse().map_err(anyhow::Error::msg)?;
+    let started = Instant::now();
+    let report = if let Some(server) = &args.server {
+        client::import(server, &args.source, &table, args.format.as_deref(), &args.mode).await?
+    } else {
+        if args.delimiter.is_some_and(|d| !d.is_ascii()) {
+            bail!("the delimiter must be one ASCII character");
+        }
+        let engine = open_engine(config).await?;
+        let mut request = ImportRequest::new(args.source.clone(), table);
+        request.format = format;
+        request.mode = mode;
+        request.delimiter = args.delimiter.map(|d| d as u8);
+        request.has_header = !args.no_header;
+        let progress: Arc<dyn Progress> = Arc::new(BarProgress::new());
+        polder_ingest::import_files(&engine, &request, progress).await?
+    };
+    let rows = report
+        .rows
+        .map(|r| format!("{r} rows"))
+        .unwrap_or_else(|| "rows".to_string());
+    println!(
+        "{} {} into {} from {} file{} ({} bytes) in {:.1}s, table version {}",
+        if report.created { "created with" } else { "loaded" },
+        rows,
+        report.table,
+        report.files,
+        if report.files == 1 { "" } else { "s" },
+        report.bytes,
+        started.elapsed().as_secs_f64(),
+        report.version
+    );
+    Ok(())
+}

@@ -1,0 +1,213 @@
+//! `polder`: the command line. Parses flags, loads the configuration and hands over to the
+//! crates that do the work; nothing else lives here.
+
+mod client;
+mod commands;
+mod demo;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use polder_core::{Config, ConfigLayer, LogFormat};
+
+#[derive(Debug, Parser)]
+#[command(name = "polder", version, about = "A data platform in one binary: Delta lake, SQL, PostgreSQL wire, Flight SQL")]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalFlags,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Settings every command accepts; each overrides `POLDER_*` variables and `polder.toml`.
+#[derive(Debug, Args)]
+struct GlobalFlags {
+    /// Configuration file (default: ./polder.toml when present).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Directory of the embedded catalog and lake.
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<String>,
+    /// Catalog store: sqlite://path or postgres://user:password@host/db.
+    #[arg(long, global = true, value_name = "URL")]
+    catalog: Option<String>,
+    /// Lake root: file:///path or s3://bucket/prefix.
+    #[arg(long, global = true, value_name = "URL")]
+    lake: Option<String>,
+    /// S3-compatible endpoint for an s3:// lake.
+    #[arg(long, global = true, value_name = "URL")]
+    s3_endpoint: Option<String>,
+    /// S3 region.
+    #[arg(long, global = true)]
+    s3_region: Option<String>,
+    /// Address buckets by path (MinIO and most S3-compatible servers).
+    #[arg(long, global = true, value_name = "BOOL")]
+    s3_path_style: Option<String>,
+    /// Log filter (info, debug, polder=debug, ...).
+    #[arg(long, global = true)]
+    log_level: Option<String>,
+    /// Log format: text or json.
+    #[arg(long, global = true)]
+    log_format: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start the HTTP, PostgreSQL-wire and Flight SQL listeners.
+    Serve(ServeArgs),
+    /// Run SQL, embedded on the data directory or through a running server.
+    Sql(SqlArgs),
+    /// Load CSV, JSON or Parquet files into a table (one Delta commit).
+    Import(ImportArgs),
+    /// Show configuration.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigAction {
+    /// Print the effective configuration, where each value comes from, secrets masked.
+    Show,
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Load the demo dataset (generated, no download) into bronze, silver and gold.
+    #[arg(long)]
+    demo: bool,
+    /// HTTP listener address.
+    #[arg(long, value_name = "ADDR")]
+    http_listen: Option<String>,
+    /// PostgreSQL wire listener address.
+    #[arg(long, value_name = "ADDR")]
+    pg_listen: Option<String>,
+    /// Flight SQL listener address.
+    #[arg(long, value_name = "ADDR")]
+    flight_listen: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct SqlArgs {
+    /// The SQL to run (several statements separated by `;`); `-` reads standard input.
+    query: String,
+    /// Output format.
+    #[arg(long, short, default_value = "table", value_parser = ["table", "csv", "json"])]
+    format: String,
+    /// Send the SQL to a running server (http://host:9047) instead of opening the data directory.
+    #[arg(long, env = "POLDER_SERVER", value_name = "URL")]
+    server: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct ImportArgs {
+    /// A file, a directory, a glob (quote it), s3://bucket/prefix or an http(s):// URL.
+    source: String,
+    /// Target table, `schema.table` (created when missing).
+    #[arg(long, short)]
+    table: String,
+    /// File format (default: from the file name).
+    #[arg(long, value_parser = ["csv", "json", "parquet"])]
+    format: Option<String>,
+    /// append (default), overwrite, or create (fail if the table exists).
+    #[arg(long, default_value = "append", value_parser = ["append", "overwrite", "create"])]
+    mode: String,
+    /// CSV delimiter (one character).
+    #[arg(long)]
+    delimiter: Option<char>,
+    /// CSV files have no header row.
+    #[arg(long)]
+    no_header: bool,
+    /// Import through a running server (http://host:9047).
+    #[arg(long, env = "POLDER_SERVER", value_name = "URL")]
+    server: Option<String>,
+}
+
+impl GlobalFlags {
+    fn layer(&self) -> Result<ConfigLayer, polder_core::ConfigError> {
+        let mut layer = ConfigLayer::new();
+        layer.set("data_dir", self.data_dir.clone())?;
+        layer.set("catalog", self.catalog.clone())?;
+        layer.set("lake", self.lake.clone())?;
+        layer.set("s3.endpoint", self.s3_endpoint.clone())?;
+        layer.set("s3.region", self.s3_region.clone())?;
+        layer.set("s3.path_style", self.s3_path_style.clone())?;
+        layer.set("log.level", self.log_level.clone())?;
+        layer.set("log.format", self.log_format.clone())?;
+        Ok(layer)
+    }
+}
+
+fn init_logging(config: &Config) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_new(&config.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match config.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut layer = cli.global.layer()?;
+    if let Command::Serve(serve) = &cli.command {
+        layer.set("http.listen", serve.http_listen.clone())?;
+        layer.set("pg.listen", serve.pg_listen.clone())?;
+        layer.set("flight.listen", serve.flight_listen.clone())?;
+    }
+    let config = Config::load(&layer, cli.global.config.as_deref())?;
+    match cli.command {
+        Command::Config {
+            action: ConfigAction::Show,
+        } => {
+            print!("{}", config.render());
+            Ok(())
+        }
+        Command::Serve(args) => {
+            init_logging(&config);
+            commands::serve(&config, args.demo).await
+        }
+        Command::Sql(args) => {
+            init_logging_quiet(&config);
+            commands::sql(&config, &args.query, &args.format, args.server.as_deref()).await
+        }
+        Command::Import(args) => {
+            init_logging_quiet(&config);
+            commands::import(&config, &args).await
+        }
+    }
+}
+
+/// Client commands print results on stdout; logs stay at warnings unless asked for.
+fn init_logging_quiet(config: &Config) {
+    let mut quiet = config.clone();
+    if config
+        .effective
+        .iter()
+        .any(|s| s.key == "log.level" && s.source == polder_core::SettingSource::Default)
+    {
+        quiet.log_level = "warn".to_string();
+    }
+    init_logging(&quiet);
+}
