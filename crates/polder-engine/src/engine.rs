@@ -14,12 +14,13 @@ use datafusion::sql::sqlparser::ast::{
     AlterTableOperation, CreateView, Ident, ObjectName, ObjectNamePart, Statement,
 };
 use polder_catalog::{CatalogStore, TableKind};
-use polder_core::{CATALOG_NAME, DEFAULT_SCHEMA, S3Config};
+use polder_core::{CATALOG_NAME, DEFAULT_SCHEMA, S3Config, validate_identifier};
 use polder_lake::Lake;
 
 use crate::catalog::{CatalogState, PolderCatalogList, TableSelector};
 use crate::dialect::PolderDialect;
 use crate::error::{EngineError, Result};
+use crate::table::PolderTable;
 use crate::rewrite::{
     PendingVersion, apply_selectors, collect_versions, rewrite_describe_history, show_statement_query,
 };
@@ -242,6 +243,11 @@ impl Engine {
     }
 
     async fn execute_dml(&self, dml: DmlStatement) -> Result<CommandOutcome> {
+        if let WriteOp::MergeInto(merge) = &dml.op
+            && let Some(rows) = self.merge_with_logical_source(&dml, merge).await?
+        {
+            return Ok(CommandOutcome::new("MERGE").with_rows(Some(rows)));
+        }
         let tag = match &dml.op {
             WriteOp::Insert(_) => "INSERT",
             WriteOp::Delete => "DELETE",
@@ -263,6 +269,26 @@ impl Engine {
             }
         }
         Ok(CommandOutcome::new(tag).with_rows(Some(rows)))
+    }
+
+    /// Runs MERGE with its source as a logical plan, which deltalake can read twice (once to
+    /// narrow the target files to the source's key range, once to join).
+    async fn merge_with_logical_source(
+        &self,
+        dml: &DmlStatement,
+        merge: &datafusion::logical_expr::MergeIntoOp,
+    ) -> Result<Option<u64>> {
+        let provider = datafusion::datasource::source_as_provider(&dml.target)?;
+        let Some(table) = provider.downcast_ref::<PolderTable>() else {
+            return Ok(None);
+        };
+        let state = self.session.state();
+        let target_schema =
+            datafusion::common::DFSchema::try_from_qualified_schema(dml.table_name.clone(), &dml.target.schema())?;
+        let merge_schema = Arc::new(target_schema.join(dml.input.schema())?);
+        let source = DataFrame::new(state.clone(), dml.input.as_ref().clone());
+        let job = table.merge_job(Arc::new(state), source, &merge_schema, merge.on.clone(), merge.clauses.clone(), false)?;
+        Ok(Some(job.await?))
     }
 
     /// Statements planned from their SQL text rather than by DataFusion.
@@ -464,9 +490,18 @@ pub(crate) fn object_name_to_reference(name: &ObjectName) -> Result<TableReferen
 }
 
 fn strip_catalog(schema_name: &str) -> Result<String> {
-    match schema_name.split_once('.') {
-        Some((catalog, schema)) if catalog == CATALOG_NAME => Ok(schema.to_string()),
-        Some((catalog, _)) => Err(EngineError::NotFound(format!("catalog '{catalog}' does not exist"))),
-        None => Ok(schema_name.to_string()),
+    if validate_identifier(schema_name).is_ok() {
+        return Ok(schema_name.to_string());
     }
+    if let Some((catalog, schema)) = schema_name.split_once('.')
+        && validate_identifier(catalog).is_ok()
+        && validate_identifier(schema).is_ok()
+    {
+        if catalog != CATALOG_NAME {
+            return Err(EngineError::NotFound(format!("catalog '{catalog}' does not exist")));
+        }
+        return Ok(schema.to_string());
+    }
+    validate_identifier(schema_name)?;
+    Ok(schema_name.to_string())
 }

@@ -200,17 +200,10 @@ impl TableProvider for PolderTable {
         on: Expr,
         clauses: Vec<MergeIntoClause>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        self.ensure_writable("merge into")?;
+        // The engine runs MERGE with its logical source (see `Engine::execute_dml`); this path
+        // serves plans run by DataFusion directly. A physical source can be read only once, so
+        // deltalake gets it as a streaming source.
         let session = Self::session_state(state)?;
-        let target_fields = self.schema().fields().len();
-        let qualifiers = MergeQualifiers::from_schema(&merge_schema, target_fields);
-        let on = qualifiers.rewrite(on)?;
-        let mut rewritten = Vec::with_capacity(clauses.len());
-        for clause in clauses {
-            rewritten.push(qualifiers.rewrite_clause(clause)?);
-        }
-        let target_columns: Vec<String> = self.schema().fields().iter().map(|f| f.name().clone()).collect();
-
         let source_plan = LogicalPlanBuilder::scan(
             MergeQualifiers::SOURCE,
             provider_as_source(Arc::new(PlanTable::new(source))),
@@ -218,15 +211,45 @@ impl TableProvider for PolderTable {
         )?
         .build()?;
         let source_frame = DataFrame::new(session.as_ref().clone(), source_plan);
+        let job = self.merge_job(session, source_frame, &merge_schema, on, clauses, true)?;
+        Ok(self.deferred("MERGE", job))
+    }
+}
 
+impl PolderTable {
+    /// The MERGE of `source` into this table, as a job that commits once when run.
+    ///
+    /// `merge_schema` is the target's columns followed by the source's, with the qualifiers the
+    /// SQL used; `streaming` says the source can be read only once.
+    pub(crate) fn merge_job(
+        &self,
+        session: Arc<SessionState>,
+        source: DataFrame,
+        merge_schema: &DFSchemaRef,
+        on: Expr,
+        clauses: Vec<MergeIntoClause>,
+        streaming: bool,
+    ) -> DfResult<WriteJob> {
+        self.ensure_writable("merge into")?;
+        let target_fields = self.schema().fields().len();
+        let qualifiers = MergeQualifiers::from_schema(merge_schema, target_fields);
+        let on = qualifiers.rewrite(on)?;
+        let mut rewritten = Vec::with_capacity(clauses.len());
+        for clause in clauses {
+            rewritten.push(qualifiers.rewrite_clause(clause)?);
+        }
+        let target_columns: Vec<String> = self.schema().fields().iter().map(|f| f.name().clone()).collect();
+        // The source's columns keep their own qualifier; deltalake is told it is `source`.
+        let source = source.alias(MergeQualifiers::SOURCE)?;
         let table = self.table.clone();
         let catalog = self.catalog.clone();
-        let job: WriteJob = Box::pin(async move {
+        Ok(Box::pin(async move {
             let mut builder = table
                 .clone()
-                .merge(source_frame, on)
+                .merge(source, on)
                 .with_source_alias(MergeQualifiers::SOURCE)
                 .with_target_alias(MergeQualifiers::TARGET)
+                .with_streaming(streaming)
                 .with_session_state(session);
             for clause in rewritten {
                 builder = add_merge_clause(builder, clause, &target_columns).map_err(|e| lake_error(&table, e))?;
@@ -235,8 +258,7 @@ impl TableProvider for PolderTable {
             catalog.remember(&table_after);
             Ok((metrics.num_target_rows_inserted + metrics.num_target_rows_updated + metrics.num_target_rows_deleted)
                 as u64)
-        });
-        Ok(self.deferred("MERGE", job))
+        }))
     }
 }
 

@@ -141,9 +141,22 @@ impl GlobalFlags {
     }
 }
 
+/// A bare level (`info`, `debug`) applies to Polder's own crates, with the libraries it uses at
+/// `warn` (their `info` lines are about internals); full directives are used as given.
+fn log_directives(level: &str) -> String {
+    let is_bare_level = matches!(level, "error" | "warn" | "info" | "debug" | "trace");
+    if !is_bare_level {
+        return level.to_string();
+    }
+    let crates = ["polder", "polder_core", "polder_catalog", "polder_lake", "polder_engine", "polder_ingest", "polder_server"];
+    let mut directives = vec!["warn".to_string()];
+    directives.extend(crates.iter().map(|name| format!("{name}={level}")));
+    directives.join(",")
+}
+
 fn init_logging(config: &Config) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_new(&config.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_new(log_directives(&config.log_level)).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match config.log_format {
         LogFormat::Json => builder.json().init(),
