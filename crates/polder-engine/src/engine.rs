@@ -22,7 +22,7 @@ use crate::dialect::PolderDialect;
 use crate::error::{EngineError, Result};
 use crate::table::PolderTable;
 use crate::rewrite::{
-    PendingVersion, apply_selectors, collect_versions, rewrite_describe_history, show_statement_query,
+    PendingVersion, apply_selectors, collect_versions, normalize_like_escapes, rewrite_describe_history, show_statement_query,
 };
 
 /// What a statement that returns no rows did: the command tag clients show (`INSERT`, `CREATE
@@ -87,6 +87,8 @@ impl Engine {
         // columns, literals and stored data agree for every client's type mapping.
         options.sql_parser.map_string_types_to_utf8view = false;
         options.execution.parquet.schema_force_view_types = false;
+        // Timestamps with a time zone (TIMESTAMPTZ, now()) are in UTC, as clients expect.
+        options.execution.time_zone = Some("UTC".to_string());
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_default_features()
@@ -379,6 +381,7 @@ impl Engine {
                     });
                 }
                 apply_selectors(&mut ast, selectors)?;
+                normalize_like_escapes(&mut ast);
                 Ok(DFStatement::Statement(Box::new(ast)))
             }
             DFStatement::Explain(mut explain) => {

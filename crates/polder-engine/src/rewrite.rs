@@ -247,6 +247,57 @@ pub(crate) fn apply_selectors(statement: &mut Statement, selectors: Vec<TableSel
     }
 }
 
+/// Rewrites `LIKE pattern ESCAPE 'c'` with an escape character other than backslash (which
+/// DataFusion cannot evaluate) into the same pattern escaped with backslashes. Client tools send
+/// these (SQLAlchemy lists schemas with `NOT LIKE 'pg\_%' ESCAPE '/'`-style filters).
+struct NormalizeLikeEscapes;
+
+impl VisitorMut for NormalizeLikeEscapes {
+    type Break = ();
+
+    fn pre_visit_expr(&mut self, expr: &mut SqlExpr) -> ControlFlow<()> {
+        let (pattern, escape_char) = match expr {
+            SqlExpr::Like { pattern, escape_char, .. } | SqlExpr::ILike { pattern, escape_char, .. } => {
+                (pattern, escape_char)
+            }
+            _ => return ControlFlow::Continue(()),
+        };
+        let Some(escape) = escape_char.as_ref().and_then(|e| match &e.value {
+            Value::SingleQuotedString(text) if text.chars().count() == 1 && text != "\\" => text.chars().next(),
+            _ => None,
+        }) else {
+            return ControlFlow::Continue(());
+        };
+        let SqlExpr::Value(literal) = pattern.as_mut() else {
+            return ControlFlow::Continue(());
+        };
+        let Value::SingleQuotedString(text) = &literal.value else {
+            return ControlFlow::Continue(());
+        };
+        let mut rewritten = String::with_capacity(text.len() + 4);
+        let mut chars = text.chars();
+        while let Some(c) = chars.next() {
+            if c == escape {
+                rewritten.push('\\');
+                if let Some(next) = chars.next() {
+                    rewritten.push(next);
+                }
+            } else if c == '\\' {
+                rewritten.push_str("\\\\");
+            } else {
+                rewritten.push(c);
+            }
+        }
+        literal.value = Value::SingleQuotedString(rewritten);
+        *escape_char = None;
+        ControlFlow::Continue(())
+    }
+}
+
+pub(crate) fn normalize_like_escapes(statement: &mut Statement) {
+    let _ = statement.visit(&mut NormalizeLikeEscapes);
+}
+
 /// `SHOW SCHEMAS` / `SHOW TABLES [IN schema]` as queries listing only user objects.
 pub(crate) fn show_statement_query(statement: &Statement) -> Option<String> {
     match statement {
@@ -325,6 +376,16 @@ mod tests {
         assert_eq!(statement.to_string(), "SELECT version FROM silver.\"orders@history\"");
         let mut bad = parse("SELECT * FROM table_history(1)");
         assert!(apply_selectors(&mut bad, vec![]).is_err());
+    }
+
+    #[test]
+    fn like_escapes_become_backslashes() {
+        let mut statement = parse("SELECT nspname FROM n WHERE nspname NOT LIKE 'pg/_%' ESCAPE '/'");
+        normalize_like_escapes(&mut statement);
+        assert_eq!(statement.to_string(), "SELECT nspname FROM n WHERE nspname NOT LIKE 'pg\\_%'");
+        let mut plain = parse("SELECT 1 WHERE 'a' LIKE 'a%'");
+        normalize_like_escapes(&mut plain);
+        assert_eq!(plain.to_string(), "SELECT 1 WHERE 'a' LIKE 'a%'");
     }
 
     #[test]

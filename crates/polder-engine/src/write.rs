@@ -19,7 +19,8 @@ use crate::error::Result;
 pub enum WriteMode {
     /// Fail if it exists.
     Create,
-    /// Add the rows (create the table when missing).
+    /// Add the rows (create the table when missing); columns the table lacks are added,
+    /// columns the rows lack are NULL.
     Append,
     /// Replace its rows and schema in one commit, keeping its history (create when missing).
     Overwrite,
@@ -84,7 +85,8 @@ impl Engine {
             WriteMode::Overwrite => builder
                 .with_save_mode(SaveMode::Overwrite)
                 .with_schema_mode(SchemaMode::Overwrite),
-            _ => builder.with_save_mode(SaveMode::Append),
+            // Loads evolve the schema: new columns are added, missing ones are NULL.
+            _ => builder.with_save_mode(SaveMode::Append).with_schema_mode(SchemaMode::Merge),
         };
         let written = builder.await.map_err(|e| LakeError::from_delta(&location, e))?;
         self.catalog.remember(&written);

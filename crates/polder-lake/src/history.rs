@@ -14,7 +14,8 @@ use crate::error::LakeError;
 #[derive(Debug, Clone, PartialEq)]
 pub struct HistoryEntry {
     pub version: i64,
-    /// Commit time, milliseconds since the Unix epoch.
+    /// Commit time, milliseconds since the Unix epoch: when the commit's log file was written
+    /// (the time `TIMESTAMP AS OF` compares with), or the in-commit timestamp when recorded.
     pub timestamp: Option<i64>,
     pub operation: Option<String>,
     /// Operation parameters as a JSON object text.
@@ -49,11 +50,12 @@ pub(crate) async fn read_history(
         .await
         .map_err(|e| LakeError::from_object_store(&location, e))?;
 
-    let mut commits: Vec<(i64, object_store::path::Path)> = objects
+    // (version, path, time the commit file was written)
+    let mut commits: Vec<(i64, object_store::path::Path, i64)> = objects
         .into_iter()
         .filter_map(|meta| {
             let version = commit_version(meta.location.filename()?)?;
-            Some((version, meta.location))
+            Some((version, meta.location, meta.last_modified.timestamp_millis()))
         })
         .collect();
     commits.sort_by(|a, b| b.0.cmp(&a.0));
@@ -62,7 +64,7 @@ pub(crate) async fn read_history(
     }
 
     let mut entries = Vec::with_capacity(commits.len());
-    for (version, path) in commits {
+    for (version, path, written_at) in commits {
         let bytes = store
             .get(&path)
             .await
@@ -72,7 +74,7 @@ pub(crate) async fn read_history(
             .map_err(|e| LakeError::from_object_store(&location, e))?;
         let mut entry = HistoryEntry {
             version,
-            timestamp: None,
+            timestamp: Some(written_at),
             operation: None,
             parameters: None,
             metrics: None,
@@ -85,7 +87,11 @@ pub(crate) async fn read_history(
             let Ok(Action::CommitInfo(info)) = serde_json::from_slice::<Action>(line) else {
                 continue;
             };
-            entry.timestamp = info.in_commit_timestamp.or(info.timestamp);
+            // The commit's time is when its log file was written (what `TIMESTAMP AS OF`
+            // searches by), unless the table records in-commit timestamps.
+            if let Some(in_commit) = info.in_commit_timestamp {
+                entry.timestamp = Some(in_commit);
+            }
             entry.operation = info.operation;
             entry.parameters = info
                 .operation_parameters

@@ -157,7 +157,7 @@ impl Lake {
         let mut table = self.new_table(location)?;
         match table.load_with_datetime(timestamp).await {
             Ok(()) => {
-                // deltalake falls back to the first version for a time before the table existed.
+                // deltalake falls back to the oldest version for a time before the table existed.
                 let version = table.version().unwrap_or(0);
                 let commit = object_store::path::Path::from(format!("_delta_log/{version:020}.json"));
                 let committed_at = table
@@ -167,7 +167,8 @@ impl Lake {
                     .await
                     .map_err(|e| LakeError::from_object_store(location, e))?
                     .last_modified;
-                if committed_at > timestamp {
+                // Compared in milliseconds, the resolution deltalake searches commits with.
+                if committed_at.timestamp_millis() > timestamp.timestamp_millis() {
                     return Err(LakeError::VersionNotFound(format!(
                         "{location} has no version at or before {}: its first version is from {}",
                         timestamp.to_rfc3339(),

@@ -161,7 +161,16 @@ impl PolderFlightSql {
         self.engine.sync().await.map_err(status)?;
         let statement = self.single_statement(sql)?;
         if !Self::is_query(&statement) {
-            let ticket = self.run_command(statement).await?;
+            let ticket = match params {
+                Some(values) => {
+                    let rows = self.run_with_parameters(statement, vec![values]).await?;
+                    TicketBody::Done {
+                        command: "OK".to_string(),
+                        rows: Some(rows),
+                    }
+                }
+                None => self.run_command(statement).await?,
+            };
             return self.flight_info(&Self::command_schema(), &ticket, descriptor);
         }
         let plan = self.plan(statement, params.as_ref()).await?;
@@ -171,6 +180,25 @@ impl PolderFlightSql {
             params: params.map(|p| p.iter().map(scalar_to_json).collect()),
         };
         self.flight_info(&schema, &ticket, descriptor)
+    }
+
+    /// Runs a statement once per parameter row and returns the rows it changed in all.
+    async fn run_with_parameters(&self, statement: DFStatement, rows: Vec<Vec<ScalarValue>>) -> Result<u64, Status> {
+        let started = Instant::now();
+        let mut changed = 0u64;
+        for values in rows {
+            let plan = self.plan(statement.clone(), (!values.is_empty()).then_some(&values)).await?;
+            let result = self.engine.execute_plan(plan).await;
+            if let Err(err) = &result {
+                record_statement(Interface::FlightSql, started.elapsed(), Some(err.kind()));
+            }
+            match result.map_err(status)? {
+                StatementOutput::Command(outcome) => changed += outcome.rows.unwrap_or(0),
+                StatementOutput::Query(_) => return Err(Status::invalid_argument("use a query execution for a SELECT")),
+            }
+        }
+        record_statement(Interface::FlightSql, started.elapsed(), None);
+        Ok(changed)
     }
 
     async fn plan(&self, statement: DFStatement, params: Option<&Vec<ScalarValue>>) -> Result<LogicalPlan, Status> {
@@ -322,22 +350,32 @@ fn scalar_from_json(value: &serde_json::Value) -> Result<ScalarValue, Status> {
     }
 }
 
-/// Parameters bound by a client: one row of a record batch, one column per parameter.
-fn parameters_from_batches(batches: &[RecordBatch]) -> Result<Vec<ScalarValue>, Status> {
-    let Some(batch) = batches.iter().find(|b| b.num_rows() > 0) else {
-        return Ok(vec![]);
-    };
-    if batch.num_rows() != 1 {
-        return Err(Status::invalid_argument(format!(
-            "bind one row of parameters per execution (got {})",
-            batch.num_rows()
-        )));
+/// Parameter rows bound by a client: one column per parameter, one row per execution.
+fn parameter_rows(batches: &[RecordBatch]) -> Result<Vec<Vec<ScalarValue>>, Status> {
+    let mut rows = Vec::new();
+    for batch in batches {
+        for row in 0..batch.num_rows() {
+            let values = batch
+                .columns()
+                .iter()
+                .map(|column| ScalarValue::try_from_array(column, row).map_err(internal))
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.push(values);
+        }
     }
-    batch
-        .columns()
-        .iter()
-        .map(|column| ScalarValue::try_from_array(column, 0).map_err(internal))
-        .collect()
+    Ok(rows)
+}
+
+/// The one row of parameters of a query execution.
+fn parameters_from_batches(batches: &[RecordBatch]) -> Result<Vec<ScalarValue>, Status> {
+    let mut rows = parameter_rows(batches)?;
+    match rows.len() {
+        0 => Ok(vec![]),
+        1 => Ok(rows.remove(0)),
+        n => Err(Status::invalid_argument(format!(
+            "a query runs with one row of parameters (got {n}); run statements that change data for many rows"
+        ))),
+    }
 }
 
 async fn read_batches(stream: PeekableFlightDataStream) -> Result<Vec<RecordBatch>, Status> {
@@ -502,17 +540,14 @@ impl FlightSqlService for PolderFlightSql {
                 .ok_or_else(|| Status::not_found(format!("no prepared statement {handle}")))?
         };
         let batches = read_batches(request.into_inner()).await?;
-        let params = parameters_from_batches(&batches)?;
+        let mut rows = parameter_rows(&batches)?;
+        if rows.is_empty() {
+            rows.push(vec![]);
+        }
         self.engine.sync().await.map_err(status)?;
         let statement = self.single_statement(&sql)?;
-        let started = Instant::now();
-        let plan = self.plan(statement, (!params.is_empty()).then_some(&params)).await?;
-        let result = self.engine.execute_plan(plan).await;
-        record_statement(Interface::FlightSql, started.elapsed(), result.as_ref().err().map(|e| e.kind()));
-        match result.map_err(status)? {
-            StatementOutput::Command(outcome) => Ok(outcome.rows.map(|r| r as i64).unwrap_or(-1)),
-            StatementOutput::Query(_) => Err(Status::invalid_argument("use a query execution for a SELECT")),
-        }
+        let changed = self.run_with_parameters(statement, rows).await?;
+        Ok(changed as i64)
     }
 
     async fn get_flight_info_catalogs(&self, query: CommandGetCatalogs, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {

@@ -174,14 +174,29 @@ async fn sql(State(state): State<AppState>, Query(params): Query<FormatParam>, h
             record_statement(Interface::Http, started.elapsed(), None);
             axum::Json(serde_json::json!({"command": outcome.tag, "rows_affected": outcome.rows})).into_response()
         }
-        Some(StatementOutput::Query(frame)) => match frame.execute_stream().await {
-            Ok(stream) => stream_response(stream, format, started),
-            Err(err) => {
-                let err = EngineError::from(err);
-                record_statement(Interface::Http, started.elapsed(), Some(err.kind()));
-                engine_error_response(&err)
-            }
-        },
+        Some(StatementOutput::Query(frame)) => {
+            let mut stream = match frame.execute_stream().await {
+                Ok(stream) => stream,
+                Err(err) => {
+                    let err = EngineError::from(err);
+                    record_statement(Interface::Http, started.elapsed(), Some(err.kind()));
+                    return engine_error_response(&err);
+                }
+            };
+            // The status line goes out with the first bytes, so compute the first batch before
+            // answering: most execution errors (a division by zero, a bad cast) show up there
+            // and still get a 4xx. Errors after it end the stream instead.
+            let first = match stream.next().await {
+                Some(Ok(batch)) => Some(batch),
+                Some(Err(err)) => {
+                    let err = EngineError::from(err);
+                    record_statement(Interface::Http, started.elapsed(), Some(err.kind()));
+                    return engine_error_response(&err);
+                }
+                None => None,
+            };
+            stream_response(stream, first, format, started)
+        }
     }
 }
 
@@ -189,6 +204,7 @@ async fn sql(State(state): State<AppState>, Query(params): Query<FormatParam>, h
 /// client that goes away closes the channel, which stops the task and drops the query.
 fn stream_response(
     mut stream: datafusion::execution::SendableRecordBatchStream,
+    first: Option<datafusion::arrow::array::RecordBatch>,
     format: OutputFormat,
     started: Instant,
 ) -> Response {
@@ -209,7 +225,15 @@ fn stream_response(
             return;
         }
         let mut failure: Option<EngineError> = None;
-        while let Some(next) = stream.next().await {
+        let mut pending_first = first;
+        loop {
+            let next = match pending_first.take() {
+                Some(batch) => Some(Ok(batch)),
+                None => stream.next().await,
+            };
+            let Some(next) = next else {
+                break;
+            };
             let batch = match next {
                 Ok(batch) => batch,
                 Err(err) => {

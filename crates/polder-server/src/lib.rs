@@ -10,6 +10,7 @@ pub mod format;
 mod http;
 pub mod metrics;
 mod pg;
+mod pg_functions;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -20,6 +21,7 @@ use polder_core::CATALOG_NAME;
 use polder_engine::Engine;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
+use futures::StreamExt;
 
 pub use error::{ServerError, grpc_status, http_status};
 
@@ -60,6 +62,8 @@ fn prepare_session_for_postgres(engine: &Engine) -> Result<(), ServerError> {
     let state = engine.session().state_ref();
     let mut state = state.write();
     datafusion_postgres::datafusion_pg_functions::register_all(&mut *state);
+    drop(state);
+    pg_functions::register(engine.session());
     Ok(())
 }
 
@@ -109,7 +113,13 @@ pub async fn start(engine: Arc<Engine>, options: ServerOptions) -> Result<Runnin
 
     let flight_service = flight::PolderFlightSql::new(engine.clone()).into_service();
     tasks.spawn(async move {
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(flight_listener);
+        // Flight answers are small request/response exchanges: without TCP_NODELAY each one
+        // waits for a delayed ACK (~40 ms).
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(flight_listener).map(|accepted| {
+            accepted.inspect(|stream| {
+                let _ = stream.set_nodelay(true);
+            })
+        });
         tonic::transport::Server::builder()
             .add_service(flight_service)
             .serve_with_incoming(incoming)

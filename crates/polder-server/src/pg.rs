@@ -272,6 +272,9 @@ impl QueryHook for EngineHook {
         _session: &SessionContext,
         _client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
+        if let Some(tag) = savepoint_tag(statement) {
+            return Some(Ok(Response::Execution(Tag::new(tag))));
+        }
         if !Engine::is_engine_statement(statement) {
             return None;
         }
@@ -284,7 +287,7 @@ impl QueryHook for EngineHook {
         _session: &SessionContext,
         _client: &(dyn ClientInfo + Send + Sync),
     ) -> Option<PgWireResult<LogicalPlan>> {
-        if !Self::needs_sql_text(statement) {
+        if !Self::needs_sql_text(statement) && savepoint_tag(statement).is_none() {
             return None;
         }
         Some(Ok(LogicalPlan::EmptyRelation(EmptyRelation {
@@ -301,6 +304,9 @@ impl QueryHook for EngineHook {
         _session: &SessionContext,
         _client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
+        if let Some(tag) = savepoint_tag(statement) {
+            return Some(Ok(Response::Execution(Tag::new(tag))));
+        }
         if !Engine::is_engine_statement(statement) {
             return None;
         }
@@ -317,6 +323,17 @@ impl QueryHook for EngineHook {
         }
         .await;
         Some(result)
+    }
+}
+
+/// Savepoints are accepted and do nothing, like transactions: every statement is one atomic
+/// Delta commit of its own. Clients open them on their own (psycopg's nested transactions,
+/// SQLAlchemy's first connection), so refusing them would refuse those clients.
+fn savepoint_tag(statement: &Statement) -> Option<&'static str> {
+    match statement {
+        Statement::Savepoint { .. } => Some("SAVEPOINT"),
+        Statement::ReleaseSavepoint { .. } => Some("RELEASE"),
+        _ => None,
     }
 }
 
@@ -347,6 +364,8 @@ impl ErrorHandler for SqlStateErrors {
                     sqlstate.to_string(),
                     polder_engine::datafusion_message(df),
                 ))
+            } else if let Some(parse) = source.downcast_ref::<datafusion::sql::sqlparser::parser::ParserError>() {
+                Some(ErrorInfo::new("ERROR".to_string(), "42601".to_string(), format!("syntax error: {parse}")))
             } else {
                 source.downcast_ref::<EngineError>().map(|engine| {
                     ErrorInfo::new("ERROR".to_string(), engine.sqlstate().to_string(), engine.to_string())
