@@ -213,6 +213,7 @@ def test_connection_survives_errors_in_transaction_mode(polder, schema):
         conn.commit()
 
 
+@pytest.mark.xfail(strict=True, reason="known gap: the datafusion-postgres transaction hook answers 25P01; see docs/postgres-clients.md")
 def test_statement_in_failed_transaction_is_25P02(polder):
     """PostgreSQL answers 25P02 (in_failed_sql_transaction) until the client rolls back."""
     with polder.connect(autocommit=False) as conn:
@@ -276,6 +277,7 @@ NAMED_CURSOR_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.xfail(strict=True, reason="known gap: DECLAREd cursors have no row description in datafusion-postgres 0.19, so psycopg server-side cursors fail; see docs/postgres-clients.md")
 def test_large_fetch_named_cursor(polder, pg):
     """A server-side cursor (DECLARE ... / FETCH FORWARD n). Run in a child process: psycopg's
     C extension segfaults when the server describes the cursor portal without row fields."""
@@ -293,6 +295,7 @@ def test_large_fetch_named_cursor(polder, pg):
     assert child.stdout.split() == [str(expected_rows), str(expected_quantity)]
 
 
+@pytest.mark.xfail(strict=True, reason="known gap: DECLAREd cursors have no row description in datafusion-postgres 0.19; see docs/postgres-clients.md")
 def test_named_cursor_is_described(polder):
     """Describe Portal on a cursor created by DECLARE must return its row description."""
     with polder.connect(autocommit=False) as conn:

@@ -22,8 +22,38 @@ use crate::dialect::PolderDialect;
 use crate::error::{EngineError, Result};
 use crate::table::PolderTable;
 use crate::rewrite::{
-    PendingVersion, apply_selectors, collect_versions, normalize_like_escapes, rewrite_describe_history, show_statement_query,
+    PendingVersion, aggregate_catalog_subqueries, apply_selectors, collect_versions, normalize_like_escapes, rewrite_describe_history, show_statement_query,
 };
+
+/// A function that ignores its arguments and returns NULL; the SQL rewrites put it where they
+/// remove an expression that held bound parameters.
+pub(crate) const DISCARD_FUNCTION: &str = "polder_discard";
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Discard {
+    signature: datafusion::logical_expr::Signature,
+}
+
+impl datafusion::logical_expr::ScalarUDFImpl for Discard {
+    fn name(&self) -> &str {
+        DISCARD_FUNCTION
+    }
+
+    fn signature(&self) -> &datafusion::logical_expr::Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> datafusion::common::Result<DataType> {
+        Ok(DataType::Null)
+    }
+
+    fn invoke_with_args(
+        &self,
+        _args: datafusion::logical_expr::ScalarFunctionArgs,
+    ) -> datafusion::common::Result<datafusion::logical_expr::ColumnarValue> {
+        Ok(datafusion::logical_expr::ColumnarValue::Scalar(datafusion::scalar::ScalarValue::Null))
+    }
+}
 
 /// What a statement that returns no rows did: the command tag clients show (`INSERT`, `CREATE
 /// TABLE`, ...) and, for writes, how many rows it changed.
@@ -97,6 +127,9 @@ impl Engine {
             .with_catalog_list(Arc::new(PolderCatalogList::new(catalog.clone())))
             .build();
         let session = Arc::new(SessionContext::new_with_state(state));
+        session.register_udf(datafusion::logical_expr::ScalarUDF::from(Discard {
+            signature: datafusion::logical_expr::Signature::variadic_any(datafusion::logical_expr::Volatility::Immutable),
+        }));
         catalog.set_session(&session);
         catalog.reload().await?;
         Ok(Engine { session, catalog })
@@ -382,6 +415,7 @@ impl Engine {
                 }
                 apply_selectors(&mut ast, selectors)?;
                 normalize_like_escapes(&mut ast);
+                aggregate_catalog_subqueries(&mut ast);
                 Ok(DFStatement::Statement(Box::new(ast)))
             }
             DFStatement::Explain(mut explain) => {

@@ -268,10 +268,27 @@ impl VisitorMut for NormalizeLikeEscapes {
         }) else {
             return ControlFlow::Continue(());
         };
-        let SqlExpr::Value(literal) = pattern.as_mut() else {
-            return ControlFlow::Continue(());
+        let literal_text = match pattern.as_ref() {
+            SqlExpr::Value(literal) => match &literal.value {
+                Value::SingleQuotedString(text) => Some(text.clone()),
+                _ => None,
+            },
+            _ => None,
         };
-        let Value::SingleQuotedString(text) = &literal.value else {
+        let Some(text) = literal_text else {
+            // A pattern known only at run time (a bound parameter, a concatenation): convert it
+            // when evaluated. Backslashes are doubled first, then `<escape>x` becomes `\x`.
+            let escaped_escape = regex_escape(escape);
+            let converted = format!(
+                "regexp_replace(replace(({pattern}), '\\', '\\\\'), '{escaped_escape}(.)', '\\${{1}}', 'g')"
+            );
+            match Parser::new(&PolderDialect::default()).try_with_sql(&converted).and_then(|mut p| p.parse_expr()) {
+                Ok(expr) => {
+                    **pattern = expr;
+                    *escape_char = None;
+                }
+                Err(_) => return ControlFlow::Continue(()),
+            }
             return ControlFlow::Continue(());
         };
         let mut rewritten = String::with_capacity(text.len() + 4);
@@ -288,14 +305,162 @@ impl VisitorMut for NormalizeLikeEscapes {
                 rewritten.push(c);
             }
         }
-        literal.value = Value::SingleQuotedString(rewritten);
+        if let SqlExpr::Value(literal) = pattern.as_mut() {
+            literal.value = Value::SingleQuotedString(rewritten);
+        }
         *escape_char = None;
         ControlFlow::Continue(())
     }
 }
 
+fn regex_escape(c: char) -> String {
+    if c.is_ascii_alphanumeric() {
+        c.to_string()
+    } else {
+        format!("\\{c}")
+    }
+}
+
 pub(crate) fn normalize_like_escapes(statement: &mut Statement) {
     let _ = statement.visit(&mut NormalizeLikeEscapes);
+}
+
+/// Makes the scalar subqueries clients send to inspect `pg_catalog` plannable by DataFusion.
+///
+/// The value of a scalar subquery over `pg_catalog` is wrapped in `first_value(...)`.
+/// PostgreSQL clients inspect tables with correlated scalar subqueries such as
+/// `(SELECT typcollation FROM pg_type WHERE oid = atttypid)`, which PostgreSQL checks for
+/// "at most one row" at run time and DataFusion refuses to plan unless they aggregate. For a
+/// subquery that yields at most one row the aggregate gives the same value, so the rewrite keeps
+/// the meaning of every query PostgreSQL accepts. It is limited to catalog queries, the only
+/// place clients write them. Lookups in catalog tables of features Polder tables lack
+/// ([`ABSENT_FEATURE_TABLES`]) become NULL, and so does a CASE left with only NULL results.
+struct AggregateCatalogSubqueries;
+
+fn is_catalog_relation(factor: &TableFactor) -> bool {
+    match factor {
+        TableFactor::Table { name, .. } => name.0.iter().any(|part| {
+            part.as_ident()
+                .is_some_and(|ident| ident.value.eq_ignore_ascii_case("pg_catalog") || ident.value.starts_with("pg_"))
+        }),
+        _ => false,
+    }
+}
+
+const AGGREGATES: &[&str] = &[
+    "count", "sum", "min", "max", "avg", "array_agg", "string_agg", "bool_and", "bool_or", "first_value", "last_value",
+];
+
+/// Catalog tables describing features Polder tables do not have (column defaults, identity
+/// sequences, collations): a lookup in them finds nothing for a Polder table.
+const ABSENT_FEATURE_TABLES: &[&str] = &["pg_attrdef", "pg_sequence", "pg_collation"];
+
+fn reads_absent_feature(query: &datafusion::sql::sqlparser::ast::Query) -> bool {
+    use datafusion::sql::sqlparser::ast::SetExpr;
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return false;
+    };
+    select.from.iter().any(|table| {
+        std::iter::once(&table.relation)
+            .chain(table.joins.iter().map(|j| &j.relation))
+            .any(|factor| match factor {
+                TableFactor::Table { name, .. } => name.0.last().and_then(|p| p.as_ident()).is_some_and(|ident| {
+                    ABSENT_FEATURE_TABLES.iter().any(|t| ident.value.eq_ignore_ascii_case(t))
+                }),
+                _ => false,
+            })
+    })
+}
+
+fn is_null(expr: &SqlExpr) -> bool {
+    match expr {
+        SqlExpr::Value(value) => matches!(value.value, Value::Null),
+        SqlExpr::Function(function) => function.name.to_string() == crate::engine::DISCARD_FUNCTION,
+        _ => false,
+    }
+}
+
+/// NULL in place of `removed`, keeping the parameters it contained: the client binds values by
+/// position, so every `$n` must stay in the statement (as arguments of a function that ignores
+/// them).
+fn null_keeping_parameters(removed: &SqlExpr) -> SqlExpr {
+    let mut placeholders: Vec<String> = Vec::new();
+    let _ = datafusion::sql::sqlparser::ast::visit_expressions(removed, |expr| {
+        if let SqlExpr::Value(value) = expr
+            && let Value::Placeholder(name) = &value.value
+            && !placeholders.contains(name)
+        {
+            placeholders.push(name.clone());
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    if placeholders.is_empty() {
+        return SqlExpr::Value(Value::Null.into());
+    }
+    let call = format!("{}({})", crate::engine::DISCARD_FUNCTION, placeholders.join(", "));
+    Parser::new(&PolderDialect::default())
+        .try_with_sql(&call)
+        .and_then(|mut p| p.parse_expr())
+        .unwrap_or_else(|_| SqlExpr::Value(Value::Null.into()))
+}
+
+impl VisitorMut for AggregateCatalogSubqueries {
+    type Break = ();
+
+    /// A CASE whose every result is NULL is NULL, whatever its conditions (which DataFusion may
+    /// not be able to plan, such as correlated subqueries).
+    fn post_visit_expr(&mut self, expr: &mut SqlExpr) -> ControlFlow<()> {
+        if let SqlExpr::Case { conditions, else_result, .. } = expr
+            && conditions.iter().all(|when| is_null(&when.result))
+            && else_result.as_deref().is_none_or(is_null)
+        {
+            *expr = null_keeping_parameters(expr);
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_expr(&mut self, expr: &mut SqlExpr) -> ControlFlow<()> {
+        use datafusion::sql::sqlparser::ast::{GroupByExpr, SelectItem, SetExpr};
+        let SqlExpr::Subquery(query) = expr else {
+            return ControlFlow::Continue(());
+        };
+        if reads_absent_feature(query) {
+            *expr = null_keeping_parameters(expr);
+            return ControlFlow::Continue(());
+        }
+        if query.limit_clause.is_some() || query.fetch.is_some() || query.with.is_some() {
+            return ControlFlow::Continue(());
+        }
+        let SetExpr::Select(select) = query.body.as_mut() else {
+            return ControlFlow::Continue(());
+        };
+        let grouped = !matches!(&select.group_by, GroupByExpr::Expressions(list, _) if list.is_empty());
+        let from_catalog = !select.from.is_empty()
+            && select.from.iter().all(|table| {
+                is_catalog_relation(&table.relation) && table.joins.iter().all(|join| is_catalog_relation(&join.relation))
+            });
+        if grouped || select.distinct.is_some() || select.having.is_some() || !from_catalog || select.projection.len() != 1 {
+            return ControlFlow::Continue(());
+        }
+        let value = match &mut select.projection[0] {
+            SelectItem::UnnamedExpr(value) | SelectItem::ExprWithAlias { expr: value, .. } => value,
+            _ => return ControlFlow::Continue(()),
+        };
+        if let SqlExpr::Function(function) = value
+            && AGGREGATES.iter().any(|name| function.name.to_string().eq_ignore_ascii_case(name))
+        {
+            return ControlFlow::Continue(());
+        }
+        let wrapped = format!("first_value({value})");
+        if let Ok(parsed) = Parser::new(&PolderDialect::default()).try_with_sql(&wrapped).and_then(|mut p| p.parse_expr()) {
+            *value = parsed;
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+pub(crate) fn aggregate_catalog_subqueries(statement: &mut Statement) {
+    let _ = statement.visit(&mut AggregateCatalogSubqueries);
 }
 
 /// `SHOW SCHEMAS` / `SHOW TABLES [IN schema]` as queries listing only user objects.
@@ -383,9 +548,32 @@ mod tests {
         let mut statement = parse("SELECT nspname FROM n WHERE nspname NOT LIKE 'pg/_%' ESCAPE '/'");
         normalize_like_escapes(&mut statement);
         assert_eq!(statement.to_string(), "SELECT nspname FROM n WHERE nspname NOT LIKE 'pg\\_%'");
+        let mut bound = parse("SELECT 1 WHERE 'a' NOT LIKE $1 || '%' ESCAPE '/'");
+        normalize_like_escapes(&mut bound);
+        assert_eq!(
+            bound.to_string(),
+            "SELECT 1 WHERE 'a' NOT LIKE regexp_replace(replace(($1 || '%'), '\\', '\\\\'), '\\/(.)', '\\${1}', 'g')"
+        );
         let mut plain = parse("SELECT 1 WHERE 'a' LIKE 'a%'");
         normalize_like_escapes(&mut plain);
         assert_eq!(plain.to_string(), "SELECT 1 WHERE 'a' LIKE 'a%'");
+    }
+
+    #[test]
+    fn catalog_scalar_subqueries_are_aggregated() {
+        let mut statement = parse(
+            "SELECT a.attname, (SELECT t.typcollation FROM pg_catalog.pg_type t WHERE t.oid = a.atttypid) AS c, \
+             (SELECT x FROM user_table) AS u FROM pg_catalog.pg_attribute a",
+        );
+        aggregate_catalog_subqueries(&mut statement);
+        let text = statement.to_string();
+        assert!(text.contains("(SELECT first_value(t.typcollation) FROM pg_catalog.pg_type"), "{text}");
+        assert!(text.contains("(SELECT x FROM user_table)"), "user tables are left alone: {text}");
+        let mut defaults = parse(
+            "SELECT CASE WHEN a.atthasdef THEN (SELECT d.adbin FROM pg_catalog.pg_attrdef d WHERE d.adrelid = a.attrelid) ELSE NULL END AS dflt FROM pg_catalog.pg_attribute a",
+        );
+        aggregate_catalog_subqueries(&mut defaults);
+        assert_eq!(defaults.to_string(), "SELECT NULL AS dflt FROM pg_catalog.pg_attribute AS a");
     }
 
     #[test]

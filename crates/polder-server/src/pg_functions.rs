@@ -9,23 +9,65 @@ use datafusion::prelude::SessionContext;
 /// The PostgreSQL version Polder's wire protocol speaks (the one pgwire announces).
 pub const POSTGRES_VERSION: &str = "16.6";
 
-/// A function returning a constant text value, or NULL.
+/// A function returning a constant (or NULL) whatever its arguments.
 #[derive(Debug, PartialEq, Eq, Hash)]
-struct ConstantText {
+struct Constant {
     name: &'static str,
-    value: Option<String>,
+    value: ScalarValue,
     signature: Signature,
 }
 
-impl ConstantText {
-    fn new(name: &'static str, value: Option<String>, signature: Signature) -> ScalarUDF {
-        ScalarUDF::from(ConstantText { name, value, signature })
+impl Constant {
+    fn new(name: &'static str, value: ScalarValue, signature: Signature) -> ScalarUDF {
+        ScalarUDF::from(Constant { name, value, signature })
     }
 }
 
-impl ScalarUDFImpl for ConstantText {
+impl ScalarUDFImpl for Constant {
     fn name(&self) -> &str {
         self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(self.value.data_type())
+    }
+
+    fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        Ok(ColumnarValue::Scalar(self.value.clone()))
+    }
+}
+
+/// `json_build_object(key, value, ...)`: a JSON object from key/value pairs, as text.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct JsonBuildObject {
+    signature: Signature,
+}
+
+fn json_value(array: &dyn datafusion::arrow::array::Array, row: usize) -> Result<serde_json::Value> {
+    use datafusion::arrow::util::display::array_value_to_string;
+    if array.is_null(row) {
+        return Ok(serde_json::Value::Null);
+    }
+    let text = array_value_to_string(array, row)?;
+    let data_type = array.data_type();
+    if data_type == &DataType::Boolean {
+        return Ok(serde_json::Value::Bool(text == "true"));
+    }
+    if data_type.is_numeric()
+        && let Ok(number) = text.parse::<serde_json::Number>()
+    {
+        return Ok(serde_json::Value::Number(number));
+    }
+    Ok(serde_json::Value::String(text))
+}
+
+impl ScalarUDFImpl for JsonBuildObject {
+    fn name(&self) -> &str {
+        "json_build_object"
     }
 
     fn signature(&self) -> &Signature {
@@ -36,8 +78,28 @@ impl ScalarUDFImpl for ConstantText {
         Ok(DataType::Utf8)
     }
 
-    fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        Ok(ColumnarValue::Scalar(ScalarValue::Utf8(self.value.clone())))
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        use datafusion::arrow::array::StringBuilder;
+        use datafusion::arrow::util::display::array_value_to_string;
+        if args.args.len() % 2 != 0 {
+            return datafusion::common::plan_err!("json_build_object takes key/value pairs (an even number of arguments)");
+        }
+        let rows = args.number_rows;
+        let arrays = args
+            .args
+            .iter()
+            .map(|arg| arg.to_array(rows))
+            .collect::<Result<Vec<_>>>()?;
+        let mut builder = StringBuilder::new();
+        for row in 0..rows {
+            let mut object = serde_json::Map::new();
+            for pair in arrays.chunks(2) {
+                let key = array_value_to_string(pair[0].as_ref(), row)?;
+                object.insert(key, json_value(pair[1].as_ref(), row)?);
+            }
+            builder.append_value(serde_json::Value::Object(object).to_string());
+        }
+        Ok(ColumnarValue::Array(std::sync::Arc::new(builder.finish())))
     }
 }
 
@@ -52,10 +114,22 @@ pub fn register(session: &SessionContext) {
         std::env::consts::ARCH,
         std::env::consts::OS
     );
-    session.register_udf(ConstantText::new("version", Some(version), Signature::nullary(Volatility::Immutable)));
+    session.register_udf(Constant::new("version", ScalarValue::Utf8(Some(version)), Signature::nullary(Volatility::Immutable)));
     // Polder tables have no serial columns and views answer through the catalog API; these
     // inspection helpers answer NULL, as PostgreSQL does for "none".
     for name in ["pg_get_serial_sequence", "pg_get_viewdef"] {
-        session.register_udf(ConstantText::new(name, None, Signature::variadic_any(Volatility::Stable)));
+        session.register_udf(Constant::new(name, ScalarValue::Utf8(None), Signature::variadic_any(Volatility::Stable)));
+    }
+    // Everything in Polder's catalog is visible on the search path.
+    for name in ["pg_collation_is_visible", "pg_type_is_visible", "pg_function_is_visible", "pg_opclass_is_visible"] {
+        session.register_udf(Constant::new(name, ScalarValue::Boolean(Some(true)), Signature::variadic_any(Volatility::Stable)));
+    }
+    session.register_udf(ScalarUDF::from(JsonBuildObject {
+        signature: Signature::variadic_any(Volatility::Immutable),
+    }));
+    // Type and relation lookups by name (psycopg looks for extension types such as hstore):
+    // Polder has no such types, so the answer is NULL, PostgreSQL's "does not exist".
+    for name in ["to_regtype", "to_regclass", "to_regproc", "to_regnamespace"] {
+        session.register_udf(Constant::new(name, ScalarValue::Int32(None), Signature::variadic_any(Volatility::Stable)));
     }
 }
