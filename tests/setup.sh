@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Prepares what the tests need besides Rust: a Python virtualenv with the real clients
+# (psycopg, SQLAlchemy, ADBC Flight SQL, pyarrow) and moto's S3-compatible server.
+# The virtualenv lives outside the clone so that reruns are fast: $POLDER_TEST_VENV
+# (default ~/.cache/polder-venv).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+venv="${POLDER_TEST_VENV:-$HOME/.cache/polder-venv}"
+if [ ! -x "$venv/bin/python" ]; then
+    python3 -m venv "$venv"
+fi
+stamp="$venv/.polder-requirements"
+if ! cmp -s tests/python/requirements.txt "$stamp" 2>/dev/null; then
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/python/requirements.txt
+    cp tests/python/requirements.txt "$stamp"
+fi
+command -v psql >/dev/null || { echo "psql (PostgreSQL client) is needed by the tests" >&2; exit 1; }
+echo "test virtualenv ready: $venv"
