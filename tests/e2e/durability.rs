@@ -12,8 +12,12 @@ fn start_write(server: &Server, sql: &str) -> std::thread::JoinHandle<(u16, serd
     let sql = sql.to_string();
     std::thread::spawn(move || {
         let body = serde_json::json!({ "sql": sql }).to_string();
-        match support::try_http_request("POST", &format!("{url}/api/v1/sql"), &[], body.as_bytes()) {
-            Ok((status, bytes)) => (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null)),
+        match support::try_http_request("POST", &format!("{url}/api/v1/sql"), &[], body.as_bytes())
+        {
+            Ok((status, bytes)) => (
+                status,
+                serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+            ),
             Err(_) => (0, serde_json::Value::Null),
         }
     })
@@ -23,7 +27,15 @@ fn start_write(server: &Server, sql: &str) -> std::thread::JoinHandle<(u16, serd
 fn wait_for_data_files(table_dir: &std::path::Path, before: usize) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let files = std::fs::read_dir(table_dir).map(|d| d.filter(|e| e.as_ref().is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".parquet"))).count()).unwrap_or(0);
+        let files = std::fs::read_dir(table_dir)
+            .map(|d| {
+                d.filter(|e| {
+                    e.as_ref()
+                        .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".parquet"))
+                })
+                .count()
+            })
+            .unwrap_or(0);
         if files > before || Instant::now() > deadline {
             return;
         }
@@ -33,7 +45,13 @@ fn wait_for_data_files(table_dir: &std::path::Path, before: usize) {
 
 fn parquet_files(table_dir: &std::path::Path) -> usize {
     std::fs::read_dir(table_dir)
-        .map(|d| d.filter(|e| e.as_ref().is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".parquet"))).count())
+        .map(|d| {
+            d.filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".parquet"))
+            })
+            .count()
+        })
         .unwrap_or(0)
 }
 
@@ -52,7 +70,10 @@ fn kill_9_during_an_insert_leaves_the_previous_version() {
         "INSERT INTO ledger SELECT v, repeat('x', 40) || CAST(v AS VARCHAR) FROM generate_series(1, 300000000) AS t(v)",
     );
     wait_for_data_files(&table_dir, before);
-    assert!(!writer.is_finished(), "the insert must still run when the server is killed; raise its row count");
+    assert!(
+        !writer.is_finished(),
+        "the insert must still run when the server is killed; raise its row count"
+    );
     server.kill9();
     let _ = writer.join();
 
@@ -73,9 +94,15 @@ fn kill_9_during_create_table_as_select_leaves_no_table() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(dir.path());
     let table_dir = dir.path().join("lake/public/big_copy");
-    let writer = start_write(&server, "CREATE TABLE public.big_copy AS SELECT v, repeat('y', 40) AS pad FROM generate_series(1, 300000000) AS t(v)");
+    let writer = start_write(
+        &server,
+        "CREATE TABLE public.big_copy AS SELECT v, repeat('y', 40) AS pad FROM generate_series(1, 300000000) AS t(v)",
+    );
     wait_for_data_files(&table_dir, 0);
-    assert!(!writer.is_finished(), "the create must still run when the server is killed; raise its row count");
+    assert!(
+        !writer.is_finished(),
+        "the create must still run when the server is killed; raise its row count"
+    );
     server.kill9();
     let _ = writer.join();
 

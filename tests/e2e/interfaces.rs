@@ -12,20 +12,30 @@ use futures::TryStreamExt;
 use support::{Server, ServerConfig, http_request};
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 async fn flight_client(server: &Server) -> FlightSqlServiceClient<tonic::transport::Channel> {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{}", server.flight))
-        .unwrap()
-        .connect()
-        .await
-        .expect("flight sql connects");
+    let channel =
+        tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{}", server.flight))
+            .unwrap()
+            .connect()
+            .await
+            .expect("flight sql connects");
     FlightSqlServiceClient::new(channel)
 }
 
-async fn flight_query(client: &mut FlightSqlServiceClient<tonic::transport::Channel>, sql: &str) -> Result<Vec<RecordBatch>, String> {
-    let info = client.execute(sql.to_string(), None).await.map_err(|e| e.to_string())?;
+async fn flight_query(
+    client: &mut FlightSqlServiceClient<tonic::transport::Channel>,
+    sql: &str,
+) -> Result<Vec<RecordBatch>, String> {
+    let info = client
+        .execute(sql.to_string(), None)
+        .await
+        .map_err(|e| e.to_string())?;
     let mut batches = Vec::new();
     for endpoint in info.endpoint {
         let ticket = endpoint.ticket.expect("a ticket");
@@ -41,9 +51,18 @@ fn batches_to_rows(batches: &[RecordBatch]) -> Vec<Vec<String>> {
     let options = FormatOptions::default().with_null("NULL");
     let mut rows = Vec::new();
     for batch in batches {
-        let formatters: Vec<_> = batch.columns().iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap()).collect();
+        let formatters: Vec<_> = batch
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap())
+            .collect();
         for row in 0..batch.num_rows() {
-            rows.push(formatters.iter().map(|f| f.value(row).to_string()).collect());
+            rows.push(
+                formatters
+                    .iter()
+                    .map(|f| f.value(row).to_string())
+                    .collect(),
+            );
         }
     }
     rows
@@ -62,7 +81,8 @@ fn http_api_formats_probes_and_errors() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
 
-    let created = server.sql_ok("CREATE TABLE public.readings (sensor VARCHAR, value DOUBLE, taken DATE)");
+    let created =
+        server.sql_ok("CREATE TABLE public.readings (sensor VARCHAR, value DOUBLE, taken DATE)");
     assert_eq!(created["command"], "CREATE TABLE");
     let inserted = server.sql_ok("INSERT INTO readings VALUES ('a', 1.5, DATE '2026-01-01'), ('b', NULL, DATE '2026-01-02'), ('c, \"quoted\"', 3.25, NULL)");
     assert_eq!(inserted["rows_affected"], 3);
@@ -85,21 +105,38 @@ fn http_api_formats_probes_and_errors() {
     assert_eq!(lines.count(), 2);
     assert!(csv.contains("\"c, \"\"quoted\"\"\",3.25,"), "{csv}");
 
-    let (status, arrow_bytes) = http_request("POST", &url, &[("accept", "application/vnd.apache.arrow.stream")], body.as_bytes());
+    let (status, arrow_bytes) = http_request(
+        "POST",
+        &url,
+        &[("accept", "application/vnd.apache.arrow.stream")],
+        body.as_bytes(),
+    );
     assert_eq!(status, 200);
-    let reader = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(arrow_bytes), None).unwrap();
+    let reader =
+        arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(arrow_bytes), None).unwrap();
     let arrow_batches: Vec<RecordBatch> = reader.collect::<Result<_, _>>().unwrap();
 
-    let (status, parquet_bytes) = http_request("POST", &format!("{url}?format=parquet"), &[], body.as_bytes());
+    let (status, parquet_bytes) = http_request(
+        "POST",
+        &format!("{url}?format=parquet"),
+        &[],
+        body.as_bytes(),
+    );
     assert_eq!(status, 200);
     let parquet_batches: Vec<RecordBatch> =
-        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(parquet_bytes))
-            .unwrap()
-            .build()
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-    let from_json: Vec<Vec<String>> = server.rows(query).iter().map(|r| r.iter().map(json_to_text).collect()).collect();
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(
+            parquet_bytes,
+        ))
+        .unwrap()
+        .build()
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let from_json: Vec<Vec<String>> = server
+        .rows(query)
+        .iter()
+        .map(|r| r.iter().map(json_to_text).collect())
+        .collect();
     assert_eq!(batches_to_rows(&arrow_batches), from_json);
     assert_eq!(batches_to_rows(&parquet_batches), from_json);
 
@@ -110,7 +147,12 @@ fn http_api_formats_probes_and_errors() {
     assert_eq!(error["error"]["sqlstate"], "42601");
     let (status, error) = server.sql("SELECT * FROM missing_table");
     assert_eq!(status, 404, "{error}");
-    assert!(error["error"]["message"].as_str().unwrap().contains("missing_table"));
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("missing_table")
+    );
     let (status, error) = server.sql("SELECT 1 / 0");
     assert_eq!(status, 400, "{error}");
     let (status, _) = http_request("POST", &url, &[], b"not json");
@@ -126,11 +168,22 @@ fn http_api_formats_probes_and_errors() {
     assert!(String::from_utf8_lossy(&health).contains("ok"));
     let (status, ready) = http_request("GET", &format!("{}/ready", server.url()), &[], b"");
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&ready));
-    let (status, catalog) = http_request("GET", &format!("{}/api/v1/catalog", server.url()), &[], b"");
+    let (status, catalog) =
+        http_request("GET", &format!("{}/api/v1/catalog", server.url()), &[], b"");
     assert_eq!(status, 200);
     let catalog: serde_json::Value = serde_json::from_slice(&catalog).unwrap();
-    let public = catalog["schemas"].as_array().unwrap().iter().find(|s| s["name"] == "public").unwrap();
-    let readings = public["tables"].as_array().unwrap().iter().find(|t| t["name"] == "readings").unwrap();
+    let public = catalog["schemas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "public")
+        .unwrap();
+    let readings = public["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "readings")
+        .unwrap();
     assert_eq!(readings["row_count"], 3);
     assert_eq!(readings["version"], 1);
     assert_eq!(readings["columns"].as_array().unwrap().len(), 3);
@@ -138,10 +191,19 @@ fn http_api_formats_probes_and_errors() {
     let (status, metrics) = http_request("GET", &format!("{}/metrics", server.url()), &[], b"");
     assert_eq!(status, 200);
     let metrics = String::from_utf8(metrics).unwrap();
-    assert!(metrics.contains("polder_queries_total{interface=\"http\",outcome=\"ok\"}"), "{metrics}");
+    assert!(
+        metrics.contains("polder_queries_total{interface=\"http\",outcome=\"ok\"}"),
+        "{metrics}"
+    );
     assert!(metrics.contains("polder_query_errors_total"), "{metrics}");
-    assert!(metrics.contains("polder_query_duration_seconds_bucket"), "{metrics}");
-    assert!(metrics.contains("polder_rows_returned_total{interface=\"http\"}"), "{metrics}");
+    assert!(
+        metrics.contains("polder_query_duration_seconds_bucket"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("polder_rows_returned_total{interface=\"http\"}"),
+        "{metrics}"
+    );
 }
 
 #[test]
@@ -266,13 +328,20 @@ fn every_interface_gives_the_same_answers() {
         "SELECT count(*) AS n, min(ordered_at) AS first, max(ordered_at) AS last FROM bronze.shop_orders",
     ];
     runtime().block_on(async {
-        let (pg, connection) = tokio_postgres::connect(&server.pg_url(), tokio_postgres::NoTls).await.unwrap();
+        let (pg, connection) = tokio_postgres::connect(&server.pg_url(), tokio_postgres::NoTls)
+            .await
+            .unwrap();
         tokio::spawn(connection);
         let mut flight = flight_client(&server).await;
         for sql in queries {
             let flight_rows = batches_to_rows(&flight_query(&mut flight, sql).await.unwrap());
             let http_value = server.sql_ok(sql);
-            let columns: Vec<String> = http_value["columns"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap().to_string()).collect();
+            let columns: Vec<String> = http_value["columns"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["name"].as_str().unwrap().to_string())
+                .collect();
             let http_rows: Vec<Vec<String>> = http_value["rows"]
                 .as_array()
                 .unwrap()
@@ -285,9 +354,11 @@ fn every_interface_gives_the_same_answers() {
                 .unwrap()
                 .into_iter()
                 .filter_map(|m| match m {
-                    tokio_postgres::SimpleQueryMessage::Row(row) => {
-                        Some((0..row.len()).map(|i| row.get(i).unwrap_or("NULL").to_string()).collect())
-                    }
+                    tokio_postgres::SimpleQueryMessage::Row(row) => Some(
+                        (0..row.len())
+                            .map(|i| row.get(i).unwrap_or("NULL").to_string())
+                            .collect(),
+                    ),
                     _ => None,
                 })
                 .collect();
@@ -301,10 +372,15 @@ fn every_interface_gives_the_same_answers() {
                 Ok(number) => format!("{number}"),
                 Err(_) => {
                     let text = v.replace('T', " ");
-                    let text = text.trim_end_matches('Z').trim_end_matches("+00:00").trim_end_matches("+00");
+                    let text = text
+                        .trim_end_matches('Z')
+                        .trim_end_matches("+00:00")
+                        .trim_end_matches("+00");
                     // 07:26:05.000000 and 07:26:05 are the same instant.
                     match text.split_once('.') {
-                        Some((whole, fraction)) if fraction.chars().all(|c| c == '0') => whole.to_string(),
+                        Some((whole, fraction)) if fraction.chars().all(|c| c == '0') => {
+                            whole.to_string()
+                        }
                         _ => text.to_string(),
                     }
                 }
@@ -336,7 +412,9 @@ fn clients_that_leave_mid_stream_do_not_hurt_the_server() {
         drop(stream);
     }
     runtime().block_on(async {
-        let (pg, connection) = tokio_postgres::connect(&server.pg_url(), tokio_postgres::NoTls).await.unwrap();
+        let (pg, connection) = tokio_postgres::connect(&server.pg_url(), tokio_postgres::NoTls)
+            .await
+            .unwrap();
         let task = tokio::spawn(connection);
         let query = pg.simple_query("SELECT v FROM generate_series(1, 20000000) AS t(v)");
         let _ = tokio::time::timeout(std::time::Duration::from_millis(300), query).await;
@@ -346,7 +424,9 @@ fn clients_that_leave_mid_stream_do_not_hurt_the_server() {
     let value = server.sql_ok("SELECT 41 + 1 AS answer");
     assert_eq!(value["rows"][0]["answer"], 42);
     runtime().block_on(async {
-        let (pg, connection) = tokio_postgres::connect(&server.pg_url(), tokio_postgres::NoTls).await.unwrap();
+        let (pg, connection) = tokio_postgres::connect(&server.pg_url(), tokio_postgres::NoTls)
+            .await
+            .unwrap();
         tokio::spawn(connection);
         let answer: i64 = pg.query_one("SELECT 6 * 7", &[]).await.unwrap().get(0);
         assert_eq!(answer, 42);

@@ -22,7 +22,10 @@ fn two_servers_share_a_postgres_catalog_and_a_lake() {
     first.sql_ok("CREATE TABLE finance.invoices (id BIGINT, amount DOUBLE)");
     first.sql_ok("INSERT INTO finance.invoices VALUES (1, 10.0), (2, 20.0)");
     // The second server sees the first one's schema, table and rows ...
-    assert_eq!(second.rows("SELECT sum(amount) FROM finance.invoices")[0][0], 30.0);
+    assert_eq!(
+        second.rows("SELECT sum(amount) FROM finance.invoices")[0][0],
+        30.0
+    );
     // ... and writes that the first one sees.
     second.sql_ok("INSERT INTO finance.invoices VALUES (3, 30.0)");
     second.sql_ok("CREATE VIEW finance.large AS SELECT * FROM finance.invoices WHERE amount > 15");
@@ -34,7 +37,12 @@ fn two_servers_share_a_postgres_catalog_and_a_lake() {
     assert_eq!(status, 404, "a drop on one server is seen by the other");
 
     // A catalog that cannot be reached is a clear start-up error, without the password.
-    let output = support::polder(&["sql", "--catalog", "postgres://polder:do-not-print@127.0.0.1:1/nothing", "SELECT 1"]);
+    let output = support::polder(&[
+        "sql",
+        "--catalog",
+        "postgres://polder:do-not-print@127.0.0.1:1/nothing",
+        "SELECT 1",
+    ]);
     assert!(!output.status.success());
     let message = String::from_utf8_lossy(&output.stderr);
     assert!(message.contains("cannot open catalog"), "{message}");
@@ -45,7 +53,9 @@ fn two_servers_share_a_postgres_catalog_and_a_lake() {
 fn a_lake_on_s3_compatible_storage() {
     let s3 = S3Server::start("polder-lake");
     let dir = tempfile::tempdir().unwrap();
-    let mut config = ServerConfig::default().arg("--lake").arg("s3://polder-lake/warehouse");
+    let mut config = ServerConfig::default()
+        .arg("--lake")
+        .arg("s3://polder-lake/warehouse");
     for (key, value) in s3.env() {
         config = config.env(&key, value);
     }
@@ -55,9 +65,17 @@ fn a_lake_on_s3_compatible_storage() {
     server.sql_ok("INSERT INTO bronze.clicks VALUES (1, '/'), (2, '/docs')");
     server.sql_ok("INSERT INTO bronze.clicks VALUES (3, '/pricing')");
     server.sql_ok("UPDATE bronze.clicks SET page = '/home' WHERE id = 1");
-    server.sql_ok("CREATE TABLE gold.pages AS SELECT page, count(*) AS n FROM bronze.clicks GROUP BY page");
-    assert_eq!(server.rows("SELECT count(*) FROM bronze.clicks VERSION AS OF 1")[0][0], 2);
-    assert_eq!(server.rows("SELECT page FROM bronze.clicks WHERE id = 1")[0][0], "/home");
+    server.sql_ok(
+        "CREATE TABLE gold.pages AS SELECT page, count(*) AS n FROM bronze.clicks GROUP BY page",
+    );
+    assert_eq!(
+        server.rows("SELECT count(*) FROM bronze.clicks VERSION AS OF 1")[0][0],
+        2
+    );
+    assert_eq!(
+        server.rows("SELECT page FROM bronze.clicks WHERE id = 1")[0][0],
+        "/home"
+    );
 
     // The Delta log and data are really in the bucket.
     let listing = s3.boto3("[o['Key'] for o in s3.list_objects_v2(Bucket='polder-lake', Prefix='warehouse/bronze/clicks/_delta_log/')['Contents']]");
@@ -65,14 +83,26 @@ fn a_lake_on_s3_compatible_storage() {
 
     // Files in the bucket can be imported.
     s3.boto3("s3.put_object(Bucket='polder-lake', Key='incoming/day1.csv', Body=b'id,page\\n10,/a\\n11,/b\\n')");
-    let output = support::polder(&["import", "s3://polder-lake/incoming/", "--table", "bronze.incoming", "--server", &server.url()]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let output = support::polder(&[
+        "import",
+        "s3://polder-lake/incoming/",
+        "--table",
+        "bronze.incoming",
+        "--server",
+        &server.url(),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert_eq!(server.rows("SELECT count(*) FROM bronze.incoming")[0][0], 2);
 
     // Everything is still there after a restart.
     server.restart();
     assert_eq!(server.rows("SELECT sum(n) FROM gold.pages")[0][0], 3);
-    let (status, ready) = support::http_request("GET", &format!("{}/ready", server.url()), &[], b"");
+    let (status, ready) =
+        support::http_request("GET", &format!("{}/ready", server.url()), &[], b"");
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&ready));
 }
 
@@ -91,8 +121,14 @@ fn an_unreachable_s3_endpoint_gives_clear_errors_and_the_server_keeps_serving() 
     let mut child = std::process::Command::new(support::POLDER)
         .args(["serve", "--data-dir", dir.path().to_str().unwrap()])
         .args(["--http-listen", &format!("127.0.0.1:{port}")])
-        .args(["--pg-listen", &format!("127.0.0.1:{}", support::free_port())])
-        .args(["--flight-listen", &format!("127.0.0.1:{}", support::free_port())])
+        .args([
+            "--pg-listen",
+            &format!("127.0.0.1:{}", support::free_port()),
+        ])
+        .args([
+            "--flight-listen",
+            &format!("127.0.0.1:{}", support::free_port()),
+        ])
         .args(&config.args)
         .envs(config.env.iter().cloned())
         .env("POLDER_LOG_LEVEL", "warn")
@@ -108,11 +144,19 @@ fn an_unreachable_s3_endpoint_gives_clear_errors_and_the_server_keeps_serving() 
     let (status, body) = support::http_request("GET", &format!("{url}/ready"), &[], b"");
     let body = String::from_utf8_lossy(&body).to_string();
     assert_eq!(status, 503, "{body}");
-    assert!(body.contains("lake") && body.contains("unavailable"), "{body}");
+    assert!(
+        body.contains("lake") && body.contains("unavailable"),
+        "{body}"
+    );
     assert!(!body.contains("secret-that-must-not-leak"));
 
     let request = serde_json::json!({"sql": "CREATE TABLE public.t AS SELECT 1 AS a"}).to_string();
-    let (status, body) = support::http_request("POST", &format!("{url}/api/v1/sql"), &[], request.as_bytes());
+    let (status, body) = support::http_request(
+        "POST",
+        &format!("{url}/api/v1/sql"),
+        &[],
+        request.as_bytes(),
+    );
     let body = String::from_utf8_lossy(&body).to_string();
     assert!(status == 503 || status == 500, "{status} {body}");
     assert!(!body.contains("secret-that-must-not-leak"));

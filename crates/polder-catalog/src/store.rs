@@ -26,7 +26,9 @@ pub enum CatalogError {
     #[error("schema '{0}' already exists")]
     SchemaExists(String),
     /// `DROP SCHEMA` without `CASCADE` of a schema that still holds tables or views.
-    #[error("schema '{name}' is not empty ({count} tables or views); use DROP SCHEMA {name} CASCADE")]
+    #[error(
+        "schema '{name}' is not empty ({count} tables or views); use DROP SCHEMA {name} CASCADE"
+    )]
     SchemaNotEmpty { name: String, count: usize },
     /// A statement names a table or view that does not exist.
     #[error("table or view '{0}' does not exist")]
@@ -51,9 +53,7 @@ impl HasErrorKind for CatalogError {
         match self {
             CatalogError::Open { .. } | CatalogError::Database(_) => ErrorKind::Unavailable,
             CatalogError::Migrate { .. } => ErrorKind::Internal,
-            CatalogError::SchemaNotFound(_) | CatalogError::TableNotFound(_) => {
-                ErrorKind::NotFound
-            }
+            CatalogError::SchemaNotFound(_) | CatalogError::TableNotFound(_) => ErrorKind::NotFound,
             CatalogError::SchemaExists(_) | CatalogError::TableExists { .. } => {
                 ErrorKind::AlreadyExists
             }
@@ -207,30 +207,31 @@ impl CatalogStore {
             message,
         };
 
-        let (backend, connect_url, max_connections) = if let Some(path) = url.strip_prefix("sqlite://") {
-            let file_path = path.split('?').next().unwrap_or(path);
-            if let Some(parent) = Path::new(file_path).parent()
-                && !parent.as_os_str().is_empty()
-            {
-                std::fs::create_dir_all(parent).map_err(|e| {
-                    open_error(format!("cannot create directory {}: {e}", parent.display()))
-                })?;
-            }
-            let connect_url = if path.contains("mode=") {
-                url.to_string()
-            } else if path.contains('?') {
-                format!("{url}&mode=rwc")
+        let (backend, connect_url, max_connections) =
+            if let Some(path) = url.strip_prefix("sqlite://") {
+                let file_path = path.split('?').next().unwrap_or(path);
+                if let Some(parent) = Path::new(file_path).parent()
+                    && !parent.as_os_str().is_empty()
+                {
+                    std::fs::create_dir_all(parent).map_err(|e| {
+                        open_error(format!("cannot create directory {}: {e}", parent.display()))
+                    })?;
+                }
+                let connect_url = if path.contains("mode=") {
+                    url.to_string()
+                } else if path.contains('?') {
+                    format!("{url}&mode=rwc")
+                } else {
+                    format!("{url}?mode=rwc")
+                };
+                (Backend::Sqlite, connect_url, 4)
+            } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+                (Backend::Postgres, url.to_string(), 8)
             } else {
-                format!("{url}?mode=rwc")
+                return Err(open_error(
+                    "expected sqlite://path or postgres://user:password@host/database".to_string(),
+                ));
             };
-            (Backend::Sqlite, connect_url, 4)
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            (Backend::Postgres, url.to_string(), 8)
-        } else {
-            return Err(open_error(
-                "expected sqlite://path or postgres://user:password@host/database".to_string(),
-            ));
-        };
 
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections)
@@ -310,10 +311,11 @@ impl CatalogStore {
     /// Reads every schema and table in one transaction.
     pub async fn snapshot(&self) -> Result<CatalogSnapshot> {
         let mut tx = self.pool.begin().await?;
-        let generation: i64 = sqlx::query("SELECT generation FROM polder_catalog_state WHERE id = 1")
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get(0)?;
+        let generation: i64 =
+            sqlx::query("SELECT generation FROM polder_catalog_state WHERE id = 1")
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get(0)?;
         let schema_rows = sqlx::query("SELECT name, created_at FROM polder_schemas ORDER BY name")
             .fetch_all(&mut *tx)
             .await?;
@@ -417,7 +419,11 @@ impl CatalogStore {
 
     /// Registers a table or view. With `replace`, an existing entry of the same kind is
     /// replaced and returned (`CREATE OR REPLACE`).
-    pub async fn create_table(&self, entry: &TableEntry, replace: bool) -> Result<Option<TableEntry>> {
+    pub async fn create_table(
+        &self,
+        entry: &TableEntry,
+        replace: bool,
+    ) -> Result<Option<TableEntry>> {
         let mut tx = self.pool.begin().await?;
         let schema_exists = sqlx::query("SELECT name FROM polder_schemas WHERE name = $1")
             .bind(&entry.schema)

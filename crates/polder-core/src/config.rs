@@ -124,7 +124,11 @@ const SETTINGS: &[Setting] = &[
     },
     Setting {
         key: "s3.endpoint",
-        env: &["POLDER_S3_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"],
+        env: &[
+            "POLDER_S3_ENDPOINT",
+            "AWS_ENDPOINT_URL_S3",
+            "AWS_ENDPOINT_URL",
+        ],
         sensitivity: Sensitivity::Plain,
         help: "S3-compatible endpoint URL (empty for AWS)",
     },
@@ -243,10 +247,12 @@ impl ConfigLayer {
     }
 
     pub fn from_toml_str(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Parse {
-            path: path.to_path_buf(),
-            message: e.message().to_string(),
-        })?;
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigError::Parse {
+                path: path.to_path_buf(),
+                message: e.message().to_string(),
+            })?;
         let mut layer = ConfigLayer::new();
         flatten_toml("", &table, path, &mut layer.values)?;
         Ok(layer)
@@ -427,7 +433,10 @@ impl Config {
             match get(key).to_ascii_lowercase().as_str() {
                 "true" | "1" | "yes" | "on" => Ok(true),
                 "false" | "0" | "no" | "off" | "" => Ok(false),
-                other => Err(invalid(key, format!("expected true or false, got '{other}'"))),
+                other => Err(invalid(
+                    key,
+                    format!("expected true or false, got '{other}'"),
+                )),
             }
         };
         let optional = |key: &str| Some(get(key)).filter(|v| !v.is_empty());
@@ -467,7 +476,9 @@ impl Config {
         };
         let endpoint = optional("s3.endpoint");
         let allow_http = parse_bool("s3.allow_http")?
-            || endpoint.as_deref().is_some_and(|e| e.starts_with("http://"));
+            || endpoint
+                .as_deref()
+                .is_some_and(|e| e.starts_with("http://"));
 
         let effective = SETTINGS
             .iter()
@@ -517,7 +528,12 @@ impl Config {
 
     /// `polder config show` as aligned text: key, value, source.
     pub fn render(&self) -> String {
-        let key_width = self.effective.iter().map(|s| s.key.len()).max().unwrap_or(0);
+        let key_width = self
+            .effective
+            .iter()
+            .map(|s| s.key.len())
+            .max()
+            .unwrap_or(0);
         let value_width = self
             .effective
             .iter()
@@ -583,8 +599,15 @@ mod tests {
         )
         .unwrap();
         assert_eq!(config.http_listen.port(), 1002, "flag wins");
-        assert_eq!(config.catalog_url.expose(), "sqlite:///env.db", "env wins over file");
-        assert_eq!(config.lake_url, "file:///from-file", "file wins over default");
+        assert_eq!(
+            config.catalog_url.expose(),
+            "sqlite:///env.db",
+            "env wins over file"
+        );
+        assert_eq!(
+            config.lake_url, "file:///from-file",
+            "file wins over default"
+        );
         assert_eq!(config.pg_listen.port(), 2000);
         assert_eq!(config.flight_listen.port(), 32010, "default");
         let http = config
@@ -600,7 +623,10 @@ mod tests {
         let mut flags = ConfigLayer::new();
         flags.set("data_dir", Some("/srv/polder".into())).unwrap();
         let config = Config::resolve(&flags, &env(&[]), None).unwrap();
-        assert_eq!(config.catalog_url.expose(), "sqlite:///srv/polder/catalog.db");
+        assert_eq!(
+            config.catalog_url.expose(),
+            "sqlite:///srv/polder/catalog.db"
+        );
         assert_eq!(config.lake_url, "file:///srv/polder/lake");
     }
 

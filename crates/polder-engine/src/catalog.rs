@@ -188,7 +188,10 @@ impl CatalogState {
     }
 
     pub fn forget(&self, location: &str) {
-        self.loaded.lock().expect("loaded tables lock").remove(location);
+        self.loaded
+            .lock()
+            .expect("loaded tables lock")
+            .remove(location);
     }
 
     fn system_schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
@@ -228,7 +231,10 @@ impl CatalogState {
         selector: TableSelector,
     ) -> Result<Arc<dyn TableProvider>> {
         let location = entry.location.as_deref().ok_or_else(|| {
-            EngineError::NotFound(format!("table '{}' has no location", entry.qualified_name()))
+            EngineError::NotFound(format!(
+                "table '{}' has no location",
+                entry.qualified_name()
+            ))
         })?;
         let (table, writable) = match selector {
             TableSelector::Latest => (self.load_latest(location).await?, true),
@@ -236,9 +242,10 @@ impl CatalogState {
                 (self.lake.load_version(location, version).await?, false)
             }
             TableSelector::Timestamp(millis) => {
-                let at: DateTime<Utc> = DateTime::from_timestamp_millis(millis).ok_or_else(|| {
-                    EngineError::InvalidInput(format!("timestamp {millis} is out of range"))
-                })?;
+                let at: DateTime<Utc> =
+                    DateTime::from_timestamp_millis(millis).ok_or_else(|| {
+                        EngineError::InvalidInput(format!("timestamp {millis} is out of range"))
+                    })?;
                 (self.lake.load_at(location, at).await?, false)
             }
             TableSelector::History => {
@@ -249,7 +256,8 @@ impl CatalogState {
                 return Ok(Arc::new(mem));
             }
         };
-        let provider = PolderTable::try_new(entry.qualified_name(), table, writable, self.clone()).await?;
+        let provider =
+            PolderTable::try_new(entry.qualified_name(), table, writable, self.clone()).await?;
         Ok(Arc::new(provider))
     }
 
@@ -291,7 +299,6 @@ impl PolderCatalogList {
 }
 
 impl CatalogProviderList for PolderCatalogList {
-
     fn register_catalog(
         &self,
         name: String,
@@ -316,7 +323,6 @@ pub(crate) struct PolderCatalog {
 }
 
 impl CatalogProvider for PolderCatalog {
-
     fn schema_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.state.listing().schemas.keys().cloned().collect();
         names.extend(
@@ -367,7 +373,6 @@ pub(crate) struct PolderSchema {
 
 #[async_trait]
 impl SchemaProvider for PolderSchema {
-
     fn table_names(&self) -> Vec<String> {
         self.state
             .listing()
@@ -386,10 +391,12 @@ impl SchemaProvider for PolderSchema {
 
     async fn table_type(&self, name: &str) -> DfResult<Option<TableType>> {
         let listing = self.state.listing();
-        Ok(listing.entry(&self.name, name).map(|entry| match entry.kind {
-            TableKind::Table => TableType::Base,
-            TableKind::View => TableType::View,
-        }))
+        Ok(listing
+            .entry(&self.name, name)
+            .map(|entry| match entry.kind {
+                TableKind::Table => TableType::Base,
+                TableKind::View => TableType::View,
+            }))
     }
 
     fn register_table(
@@ -431,7 +438,10 @@ mod tests {
             let name = format!("orders{}", selector_suffix(&selector));
             assert_eq!(split_selector(&name), Some(("orders", selector)));
         }
-        assert_eq!(split_selector("orders"), Some(("orders", TableSelector::Latest)));
+        assert_eq!(
+            split_selector("orders"),
+            Some(("orders", TableSelector::Latest))
+        );
         assert_eq!(split_selector("orders@x"), None);
         assert_eq!(split_selector("orders@vx"), None);
     }

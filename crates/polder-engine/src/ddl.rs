@@ -11,10 +11,10 @@ use datafusion::common::TableReference;
 use datafusion::logical_expr::LogicalPlan;
 use polder_catalog::{CatalogError, TableEntry, TableKind};
 use polder_core::{CATALOG_NAME, DEFAULT_SCHEMA, TableName, validate_identifier};
+use polder_lake::LakeError;
 use polder_lake::deltalake::kernel::StructType;
 use polder_lake::deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
 use polder_lake::deltalake::protocol::SaveMode;
-use polder_lake::LakeError;
 
 use crate::engine::{CommandOutcome, Engine};
 use crate::error::{EngineError, Result};
@@ -37,17 +37,31 @@ impl Engine {
         Ok(TableName::new(schema, reference.table())?)
     }
 
-    pub(crate) async fn create_schema(&self, name: &str, if_not_exists: bool) -> Result<CommandOutcome> {
+    pub(crate) async fn create_schema(
+        &self,
+        name: &str,
+        if_not_exists: bool,
+    ) -> Result<CommandOutcome> {
         validate_identifier(name)?;
-        self.catalog.store.create_schema(name, if_not_exists).await?;
+        self.catalog
+            .store
+            .create_schema(name, if_not_exists)
+            .await?;
         self.catalog.reload().await?;
         Ok(CommandOutcome::new("CREATE SCHEMA"))
     }
 
-    pub(crate) async fn drop_schema(&self, name: &str, if_exists: bool, cascade: bool) -> Result<CommandOutcome> {
+    pub(crate) async fn drop_schema(
+        &self,
+        name: &str,
+        if_exists: bool,
+        cascade: bool,
+    ) -> Result<CommandOutcome> {
         let dropped = match self.catalog.store.drop_schema(name, cascade).await {
             Ok(dropped) => dropped,
-            Err(CatalogError::SchemaNotFound(_)) if if_exists => return Ok(CommandOutcome::new("DROP SCHEMA")),
+            Err(CatalogError::SchemaNotFound(_)) if if_exists => {
+                return Ok(CommandOutcome::new("DROP SCHEMA"));
+            }
             Err(err) => return Err(err.into()),
         };
         for entry in &dropped {
@@ -73,7 +87,8 @@ impl Engine {
         }
         let schema: SchemaRef = Arc::new(input.schema().as_arrow().clone());
         check_column_names(&schema)?;
-        let has_rows = !matches!(input, LogicalPlan::EmptyRelation(empty) if !empty.produce_one_row);
+        let has_rows =
+            !matches!(input, LogicalPlan::EmptyRelation(empty) if !empty.produce_one_row);
 
         if let Some(existing) = listing.entry(&name.schema, &name.table) {
             if if_not_exists {
@@ -95,9 +110,18 @@ impl Engine {
                 .into());
             }
             // CREATE OR REPLACE keeps the table's history: one overwrite commit with the new schema.
-            let plan = if has_rows { input.clone() } else { empty_plan(&schema)? };
-            self.write_table(&name, plan, Arc::new(self.session().state()), WriteMode::Overwrite)
-                .await?;
+            let plan = if has_rows {
+                input.clone()
+            } else {
+                empty_plan(&schema)?
+            };
+            self.write_table(
+                &name,
+                plan,
+                Arc::new(self.session().state()),
+                WriteMode::Overwrite,
+            )
+            .await?;
             return Ok(CommandOutcome::new("CREATE TABLE"));
         }
 
@@ -107,7 +131,11 @@ impl Engine {
                 .await?;
             return Ok(CommandOutcome::new("SELECT").with_rows(outcome.rows_written));
         }
-        let location = self.catalog.lake.table_location(&name.schema, &name.table).to_string();
+        let location = self
+            .catalog
+            .lake
+            .table_location(&name.schema, &name.table)
+            .to_string();
         self.clear_orphan(&name, &location).await?;
         let kernel_schema: StructType = schema
             .as_ref()
@@ -141,7 +169,13 @@ impl Engine {
         if !self.catalog.lake.exists(location).await? {
             return Ok(());
         }
-        if self.catalog.store.get_table(&name.schema, &name.table).await?.is_some() {
+        if self
+            .catalog
+            .store
+            .get_table(&name.schema, &name.table)
+            .await?
+            .is_some()
+        {
             return Err(CatalogError::TableExists {
                 kind: TableKind::Table,
                 name: name.to_string(),
@@ -176,7 +210,11 @@ impl Engine {
             return Err(CatalogError::SchemaNotFound(name.schema.clone()).into());
         }
         // Planning now checks that everything the view reads exists and type-checks.
-        let plan = self.session().state().create_logical_plan(query_sql).await?;
+        let plan = self
+            .session()
+            .state()
+            .create_logical_plan(query_sql)
+            .await?;
         check_column_names(&Arc::new(plan.schema().as_arrow().clone()))?;
         let entry = TableEntry::view(&name.schema, &name.table, query_sql);
         match self.catalog.store.create_table(&entry, or_replace).await {
@@ -199,9 +237,16 @@ impl Engine {
             TableKind::View => "DROP VIEW",
         };
         let name = Self::table_name(reference)?;
-        let entry = match self.catalog.store.drop_table(&name.schema, &name.table, Some(kind)).await {
+        let entry = match self
+            .catalog
+            .store
+            .drop_table(&name.schema, &name.table, Some(kind))
+            .await
+        {
             Ok(entry) => entry,
-            Err(CatalogError::TableNotFound(_)) if if_exists => return Ok(CommandOutcome::new(tag)),
+            Err(CatalogError::TableNotFound(_)) if if_exists => {
+                return Ok(CommandOutcome::new(tag));
+            }
             Err(err) => return Err(err.into()),
         };
         self.delete_table_data(&entry).await;
@@ -222,7 +267,11 @@ impl Engine {
     }
 
     /// `ALTER TABLE t ADD COLUMN c type`: one Delta commit adding nullable columns.
-    pub(crate) async fn add_columns(&self, reference: &TableReference, columns: Vec<Field>) -> Result<CommandOutcome> {
+    pub(crate) async fn add_columns(
+        &self,
+        reference: &TableReference,
+        columns: Vec<Field>,
+    ) -> Result<CommandOutcome> {
         let name = Self::table_name(reference)?;
         let listing = self.catalog.listing();
         let entry = listing
@@ -251,7 +300,8 @@ impl Engine {
                     column.name()
                 )));
             }
-            let schema = datafusion::arrow::datatypes::Schema::new(vec![column.with_nullable(true)]);
+            let schema =
+                datafusion::arrow::datatypes::Schema::new(vec![column.with_nullable(true)]);
             let kernel: StructType = (&schema)
                 .try_into_kernel()
                 .map_err(|e| EngineError::InvalidInput(format!("unsupported column type: {e}")))?;

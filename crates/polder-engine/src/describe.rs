@@ -71,7 +71,10 @@ impl Engine {
                     created_at,
                     error: None,
                 };
-                let reference = datafusion::common::TableReference::partial(schema_name.as_str(), table_name.as_str());
+                let reference = datafusion::common::TableReference::partial(
+                    schema_name.as_str(),
+                    table_name.as_str(),
+                );
                 match self.session().table_provider(reference).await {
                     Ok(provider) => {
                         for field in provider.schema().fields() {
@@ -87,7 +90,12 @@ impl Engine {
                 if entry.kind == TableKind::Table
                     && let Some(location) = &entry.location
                 {
-                    match self.catalog.load_latest(location).await.and_then(|t| Ok(Lake::stats(&t)?)) {
+                    match self
+                        .catalog
+                        .load_latest(location)
+                        .await
+                        .and_then(|t| Ok(Lake::stats(&t)?))
+                    {
                         Ok(stats) => {
                             description.row_count = stats.num_rows;
                             description.version = Some(stats.version);

@@ -177,7 +177,6 @@ impl Dialect for PolderDialect {
     fn supports_comment_optimizer_hint(&self) -> bool {
         self.0.supports_comment_optimizer_hint()
     }
-
 }
 
 #[cfg(test)]

@@ -20,10 +20,11 @@ use polder_lake::Lake;
 use crate::catalog::{CatalogState, PolderCatalogList, TableSelector};
 use crate::dialect::PolderDialect;
 use crate::error::{EngineError, Result};
-use crate::table::PolderTable;
 use crate::rewrite::{
-    PendingVersion, aggregate_catalog_subqueries, apply_selectors, collect_versions, normalize_like_escapes, rewrite_describe_history, show_statement_query,
+    PendingVersion, aggregate_catalog_subqueries, apply_selectors, collect_versions,
+    normalize_like_escapes, rewrite_describe_history, show_statement_query,
 };
+use crate::table::PolderTable;
 
 /// A function that ignores its arguments and returns NULL; the SQL rewrites put it where they
 /// remove an expression that held bound parameters.
@@ -51,7 +52,9 @@ impl datafusion::logical_expr::ScalarUDFImpl for Discard {
         &self,
         _args: datafusion::logical_expr::ScalarFunctionArgs,
     ) -> datafusion::common::Result<datafusion::logical_expr::ColumnarValue> {
-        Ok(datafusion::logical_expr::ColumnarValue::Scalar(datafusion::scalar::ScalarValue::Null))
+        Ok(datafusion::logical_expr::ColumnarValue::Scalar(
+            datafusion::scalar::ScalarValue::Null,
+        ))
     }
 }
 
@@ -93,7 +96,9 @@ pub struct Engine {
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("catalog", &self.catalog).finish()
+        f.debug_struct("Engine")
+            .field("catalog", &self.catalog)
+            .finish()
     }
 }
 
@@ -123,12 +128,16 @@ impl Engine {
             .with_config(config)
             .with_default_features()
             // Delta's writes plan nodes of their own (metrics observers, merge barriers).
-            .with_query_planner(polder_lake::deltalake::delta_datafusion::planner::DeltaPlanner::new())
+            .with_query_planner(
+                polder_lake::deltalake::delta_datafusion::planner::DeltaPlanner::new(),
+            )
             .with_catalog_list(Arc::new(PolderCatalogList::new(catalog.clone())))
             .build();
         let session = Arc::new(SessionContext::new_with_state(state));
         session.register_udf(datafusion::logical_expr::ScalarUDF::from(Discard {
-            signature: datafusion::logical_expr::Signature::variadic_any(datafusion::logical_expr::Volatility::Immutable),
+            signature: datafusion::logical_expr::Signature::variadic_any(
+                datafusion::logical_expr::Volatility::Immutable,
+            ),
         }));
         catalog.set_session(&session);
         catalog.reload().await?;
@@ -244,8 +253,13 @@ impl Engine {
                         "column DEFAULT values; insert the values explicitly".to_string(),
                     ));
                 }
-                self.create_table(&create.name, &create.input, create.if_not_exists, create.or_replace)
-                    .await
+                self.create_table(
+                    &create.name,
+                    &create.input,
+                    create.if_not_exists,
+                    create.or_replace,
+                )
+                .await
             }
             DdlStatement::CreateCatalogSchema(create) => {
                 let schema = strip_catalog(&create.schema_name)?;
@@ -256,22 +270,32 @@ impl Engine {
                     datafusion::common::SchemaReference::Bare { schema } => schema.to_string(),
                     datafusion::common::SchemaReference::Full { schema, catalog } => {
                         if catalog.as_ref() != CATALOG_NAME {
-                            return Err(EngineError::NotFound(format!("catalog '{catalog}' does not exist")));
+                            return Err(EngineError::NotFound(format!(
+                                "catalog '{catalog}' does not exist"
+                            )));
                         }
                         schema.to_string()
                     }
                 };
-                self.drop_schema(&schema, drop.if_exists, drop.cascade).await
+                self.drop_schema(&schema, drop.if_exists, drop.cascade)
+                    .await
             }
-            DdlStatement::DropTable(drop) => self.drop_relation(&drop.name, TableKind::Table, drop.if_exists).await,
-            DdlStatement::DropView(drop) => self.drop_relation(&drop.name, TableKind::View, drop.if_exists).await,
+            DdlStatement::DropTable(drop) => {
+                self.drop_relation(&drop.name, TableKind::Table, drop.if_exists)
+                    .await
+            }
+            DdlStatement::DropView(drop) => {
+                self.drop_relation(&drop.name, TableKind::View, drop.if_exists)
+                    .await
+            }
             DdlStatement::CreateView(view) => {
                 // Views are created from the SQL text (see `execute_catalog_statement`); this only
                 // happens for plans built elsewhere.
                 let definition = view.definition.clone().ok_or_else(|| {
                     EngineError::Unsupported("a view without its SQL definition".to_string())
                 })?;
-                self.create_view(&view.name, &definition, view.or_replace, false).await
+                self.create_view(&view.name, &definition, view.or_replace, false)
+                    .await
             }
             other => Err(EngineError::Unsupported(other.name().to_string())),
         }
@@ -292,7 +316,10 @@ impl Engine {
             WriteOp::Ctas => "SELECT",
             _ => "WRITE",
         };
-        let frame = self.session.execute_logical_plan(LogicalPlan::Dml(dml)).await?;
+        let frame = self
+            .session
+            .execute_logical_plan(LogicalPlan::Dml(dml))
+            .await?;
         let batches = frame.collect().await?;
         let mut rows = 0u64;
         for batch in &batches {
@@ -318,16 +345,28 @@ impl Engine {
             return Ok(None);
         };
         let state = self.session.state();
-        let target_schema =
-            datafusion::common::DFSchema::try_from_qualified_schema(dml.table_name.clone(), &dml.target.schema())?;
+        let target_schema = datafusion::common::DFSchema::try_from_qualified_schema(
+            dml.table_name.clone(),
+            &dml.target.schema(),
+        )?;
         let merge_schema = Arc::new(target_schema.join(dml.input.schema())?);
         let source = DataFrame::new(state.clone(), dml.input.as_ref().clone());
-        let job = table.merge_job(Arc::new(state), source, &merge_schema, merge.on.clone(), merge.clauses.clone(), false)?;
+        let job = table.merge_job(
+            Arc::new(state),
+            source,
+            &merge_schema,
+            merge.on.clone(),
+            merge.clauses.clone(),
+            false,
+        )?;
         Ok(Some(job.await?))
     }
 
     /// Statements planned from their SQL text rather than by DataFusion.
-    async fn execute_catalog_statement(&self, statement: &Statement) -> Result<Option<CommandOutcome>> {
+    async fn execute_catalog_statement(
+        &self,
+        statement: &Statement,
+    ) -> Result<Option<CommandOutcome>> {
         match statement {
             Statement::CreateView(CreateView {
                 name,
@@ -341,7 +380,8 @@ impl Engine {
             }) => {
                 if *materialized {
                     return Err(EngineError::Unsupported(
-                        "materialized views; create a table with CREATE TABLE ... AS SELECT".to_string(),
+                        "materialized views; create a table with CREATE TABLE ... AS SELECT"
+                            .to_string(),
                     ));
                 }
                 if *temporary {
@@ -349,7 +389,8 @@ impl Engine {
                 }
                 if !columns.is_empty() {
                     return Err(EngineError::Unsupported(
-                        "a column list in CREATE VIEW; name the columns with AS in the SELECT".to_string(),
+                        "a column list in CREATE VIEW; name the columns with AS in the SELECT"
+                            .to_string(),
                     ));
                 }
                 let reference = object_name_to_reference(name)?;
@@ -364,8 +405,13 @@ impl Engine {
                 for operation in &alter.operations {
                     match operation {
                         AlterTableOperation::AddColumn { column_def, .. } => {
-                            let data_type = self.resolve_type(&column_def.data_type.to_string()).await?;
-                            fields.push(Field::new(normalize_ident(&column_def.name), data_type, true));
+                            let data_type =
+                                self.resolve_type(&column_def.data_type.to_string()).await?;
+                            fields.push(Field::new(
+                                normalize_ident(&column_def.name),
+                                data_type,
+                                true,
+                            ));
                         }
                         other => {
                             return Err(EngineError::Unsupported(format!(
@@ -410,7 +456,9 @@ impl Engine {
                 for version in pending {
                     selectors.push(match version {
                         PendingVersion::Version(number) => TableSelector::Version(number),
-                        PendingVersion::Timestamp(expr) => TableSelector::Timestamp(self.evaluate_timestamp(&expr.to_string()).await?),
+                        PendingVersion::Timestamp(expr) => TableSelector::Timestamp(
+                            self.evaluate_timestamp(&expr.to_string()).await?,
+                        ),
                     });
                 }
                 apply_selectors(&mut ast, selectors)?;
@@ -447,16 +495,23 @@ impl Engine {
         })?;
         let column = batches.first().map(|b| b.column(0).clone());
         let Some(column) = column else {
-            return Err(EngineError::InvalidInput(format!("TIMESTAMP AS OF {expr_sql}: no value")));
+            return Err(EngineError::InvalidInput(format!(
+                "TIMESTAMP AS OF {expr_sql}: no value"
+            )));
         };
-        let nanos = datafusion::arrow::compute::cast(&column, &DataType::Timestamp(TimeUnit::Nanosecond, None))
-            .map_err(|e| EngineError::InvalidInput(format!("TIMESTAMP AS OF {expr_sql}: {e}")))?;
+        let nanos = datafusion::arrow::compute::cast(
+            &column,
+            &DataType::Timestamp(TimeUnit::Nanosecond, None),
+        )
+        .map_err(|e| EngineError::InvalidInput(format!("TIMESTAMP AS OF {expr_sql}: {e}")))?;
         let nanos = nanos
             .as_any()
             .downcast_ref::<TimestampNanosecondArray>()
             .expect("cast to nanosecond timestamps");
         if nanos.is_empty() || nanos.is_null(0) {
-            return Err(EngineError::InvalidInput(format!("TIMESTAMP AS OF {expr_sql}: the timestamp is NULL")));
+            return Err(EngineError::InvalidInput(format!(
+                "TIMESTAMP AS OF {expr_sql}: the timestamp is NULL"
+            )));
         }
         Ok(nanos.value(0).div_euclid(1_000_000))
     }
@@ -521,8 +576,14 @@ pub(crate) fn object_name_to_reference(name: &ObjectName) -> Result<TableReferen
     match parts.as_slice() {
         [table] => Ok(TableReference::bare(table.clone())),
         [schema, table] => Ok(TableReference::partial(schema.clone(), table.clone())),
-        [catalog, schema, table] => Ok(TableReference::full(catalog.clone(), schema.clone(), table.clone())),
-        _ => Err(EngineError::InvalidInput(format!("'{name}' is not a table name"))),
+        [catalog, schema, table] => Ok(TableReference::full(
+            catalog.clone(),
+            schema.clone(),
+            table.clone(),
+        )),
+        _ => Err(EngineError::InvalidInput(format!(
+            "'{name}' is not a table name"
+        ))),
     }
 }
 
@@ -535,7 +596,9 @@ fn strip_catalog(schema_name: &str) -> Result<String> {
         && validate_identifier(schema).is_ok()
     {
         if catalog != CATALOG_NAME {
-            return Err(EngineError::NotFound(format!("catalog '{catalog}' does not exist")));
+            return Err(EngineError::NotFound(format!(
+                "catalog '{catalog}' does not exist"
+            )));
         }
         return Ok(schema.to_string());
     }

@@ -133,7 +133,9 @@ pub fn classify(err: &DataFusionError) -> (ErrorKind, &'static str) {
     }
 }
 
-fn classify_external(source: &(dyn std::error::Error + Send + Sync + 'static)) -> (ErrorKind, &'static str) {
+fn classify_external(
+    source: &(dyn std::error::Error + Send + Sync + 'static),
+) -> (ErrorKind, &'static str) {
     if let Some(engine) = source.downcast_ref::<EngineError>() {
         return (engine.kind(), engine.sqlstate());
     }
@@ -175,7 +177,9 @@ fn classify_plan_message(message: &str) -> (ErrorKind, &'static str) {
     let lower = message.to_lowercase();
     if lower.contains("table") && lower.contains("not found") {
         (ErrorKind::NotFound, "42P01")
-    } else if lower.contains("invalid function") || lower.contains("function") && lower.contains("not found") {
+    } else if lower.contains("invalid function")
+        || lower.contains("function") && lower.contains("not found")
+    {
         (ErrorKind::InvalidInput, "42883")
     } else if lower.contains("cannot") && (lower.contains("coerce") || lower.contains("cast"))
         || lower.contains("type")
@@ -231,9 +235,12 @@ pub fn datafusion_message(err: &DataFusionError) -> String {
         | DataFusionError::SchemaError(..)
         | DataFusionError::Execution(_)
         | DataFusionError::Configuration(_)
-        | DataFusionError::ResourcesExhausted(_) => {
-            err.message().split(DataFusionError::BACK_TRACE_SEP).next().unwrap_or_default().to_string()
-        }
+        | DataFusionError::ResourcesExhausted(_) => err
+            .message()
+            .split(DataFusionError::BACK_TRACE_SEP)
+            .next()
+            .unwrap_or_default()
+            .to_string(),
         other => other.strip_backtrace(),
     }
 }
@@ -256,10 +263,16 @@ mod tests {
     fn wrapped_engine_errors_keep_their_kind() {
         let inner = EngineError::InvalidInput("cannot write to a past version".into());
         let wrapped = EngineError::DataFusion(
-            inner.into_datafusion().context("DELETE operation on table 't'"),
+            inner
+                .into_datafusion()
+                .context("DELETE operation on table 't'"),
         );
         assert_eq!(wrapped.kind(), ErrorKind::InvalidInput);
-        assert!(wrapped.to_string().contains("cannot write to a past version"));
+        assert!(
+            wrapped
+                .to_string()
+                .contains("cannot write to a past version")
+        );
         assert!(wrapped.to_string().starts_with("DELETE operation"));
     }
 

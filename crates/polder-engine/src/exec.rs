@@ -19,14 +19,20 @@ use datafusion::logical_expr::{Expr, TableType};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties};
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
+};
 use futures::future::BoxFuture;
 
 /// The future a deferred write runs; it yields the number of rows it changed.
 pub(crate) type WriteJob = BoxFuture<'static, DfResult<u64>>;
 
 fn count_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![Field::new("count", DataType::UInt64, false)]))
+    Arc::new(Schema::new(vec![Field::new(
+        "count",
+        DataType::UInt64,
+        false,
+    )]))
 }
 
 /// A DML plan whose work happens on `execute`, producing DataFusion's `count` row.
@@ -70,7 +76,6 @@ impl ExecutionPlan for DeferredWriteExec {
         "DeltaWriteExec"
     }
 
-
     fn properties(&self) -> &Arc<PlanProperties> {
         &self.properties
     }
@@ -93,18 +98,20 @@ impl ExecutionPlan for DeferredWriteExec {
         Ok(TreeNodeRecursion::Continue)
     }
 
-    fn execute(&self, partition: usize, _context: Arc<TaskContext>) -> DfResult<SendableRecordBatchStream> {
+    fn execute(
+        &self,
+        partition: usize,
+        _context: Arc<TaskContext>,
+    ) -> DfResult<SendableRecordBatchStream> {
         if partition != 0 {
             return Err(DataFusionError::Internal(format!(
                 "DeltaWriteExec has one partition, asked for {partition}"
             )));
         }
-        let job = self
-            .job
-            .lock()
-            .expect("job lock")
-            .take()
-            .ok_or_else(|| DataFusionError::Execution("this write has already run".to_string()))?;
+        let job =
+            self.job.lock().expect("job lock").take().ok_or_else(|| {
+                DataFusionError::Execution("this write has already run".to_string())
+            })?;
         let schema = count_schema();
         let batch_schema = schema.clone();
         let stream = futures::stream::once(async move {
@@ -130,7 +137,6 @@ impl PlanTable {
 
 #[async_trait]
 impl TableProvider for PlanTable {
-
     fn schema(&self) -> SchemaRef {
         self.plan.schema()
     }
@@ -160,10 +166,12 @@ impl TableProvider for PlanTable {
                         (column, field.name().clone())
                     })
                     .collect::<Vec<_>>();
-                Ok(Arc::new(datafusion::physical_plan::projection::ProjectionExec::try_new(
-                    exprs,
-                    self.plan.clone(),
-                )?))
+                Ok(Arc::new(
+                    datafusion::physical_plan::projection::ProjectionExec::try_new(
+                        exprs,
+                        self.plan.clone(),
+                    )?,
+                ))
             }
         }
     }

@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
+use datafusion::arrow::array::{
+    ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
+};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::error::Result;
 use polder_lake::HistoryEntry;
@@ -10,7 +12,11 @@ use polder_lake::HistoryEntry;
 pub(crate) fn history_batch(entries: &[HistoryEntry]) -> Result<RecordBatch> {
     let schema = Arc::new(Schema::new(vec![
         Field::new("version", DataType::Int64, false),
-        Field::new("timestamp", DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())), true),
+        Field::new(
+            "timestamp",
+            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+            true,
+        ),
         Field::new("operation", DataType::Utf8, true),
         Field::new("operation_parameters", DataType::Utf8, true),
         Field::new("operation_metrics", DataType::Utf8, true),
@@ -35,8 +41,18 @@ pub(crate) fn history_batch(entries: &[HistoryEntry]) -> Result<RecordBatch> {
         strings(|e| e.parameters.as_deref()),
         strings(|e| e.metrics.as_deref()),
         strings(|e| e.user_name.as_deref()),
-        Arc::new(entries.iter().map(|e| e.read_version).collect::<Int64Array>()),
-        Arc::new(entries.iter().map(|e| e.is_blind_append).collect::<BooleanArray>()),
+        Arc::new(
+            entries
+                .iter()
+                .map(|e| e.read_version)
+                .collect::<Int64Array>(),
+        ),
+        Arc::new(
+            entries
+                .iter()
+                .map(|e| e.is_blind_append)
+                .collect::<BooleanArray>(),
+        ),
         strings(|e| e.engine_info.as_deref()),
     ];
     Ok(RecordBatch::try_new(schema, columns)?)

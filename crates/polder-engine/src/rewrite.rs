@@ -11,8 +11,8 @@
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    Expr as SqlExpr, FunctionArg, FunctionArgExpr, Ident, ObjectName, ObjectNamePart, Statement, TableFactor,
-    TableVersion, Value, VisitMut, VisitorMut,
+    Expr as SqlExpr, FunctionArg, FunctionArgExpr, Ident, ObjectName, ObjectNamePart, Statement,
+    TableFactor, TableVersion, Value, VisitMut, VisitorMut,
 };
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -81,7 +81,9 @@ pub(crate) fn rewrite_describe_history(sql: &str) -> Result<Option<String>> {
                     }
                 }
                 if parts.is_empty() {
-                    return Err(EngineError::Syntax("DESCRIBE HISTORY needs a table name".to_string()));
+                    return Err(EngineError::Syntax(
+                        "DESCRIBE HISTORY needs a table name".to_string(),
+                    ));
                 }
                 let name = with_selector(ObjectName::from(parts), &TableSelector::History);
                 out.push_str(&format!("SELECT * FROM {name} ORDER BY version DESC"));
@@ -127,7 +129,11 @@ impl VisitorMut for CollectVersions {
     type Break = ();
 
     fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
-        let TableFactor::Table { version: Some(version), .. } = factor else {
+        let TableFactor::Table {
+            version: Some(version),
+            ..
+        } = factor
+        else {
             return ControlFlow::Continue(());
         };
         let pending = match version {
@@ -175,11 +181,20 @@ impl VisitorMut for ApplySelectors {
     type Break = ();
 
     fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
-        let TableFactor::Table { name, version, args, .. } = factor else {
+        let TableFactor::Table {
+            name,
+            version,
+            args,
+            ..
+        } = factor
+        else {
             return ControlFlow::Continue(());
         };
         if version.is_some() {
-            let selector = self.selectors.next().expect("one selector per collected version");
+            let selector = self
+                .selectors
+                .next()
+                .expect("one selector per collected version");
             *name = with_selector(name.clone(), &selector);
             *version = None;
             return ControlFlow::Continue(());
@@ -192,15 +207,18 @@ impl VisitorMut for ApplySelectors {
         if is_history_function {
             let call_args = args.take().expect("checked above").args;
             let table = match call_args.as_slice() {
-                [FunctionArg::Unnamed(FunctionArgExpr::Expr(SqlExpr::Value(value)))] => match &value.value {
-                    Value::SingleQuotedString(text) => Some(text.clone()),
-                    _ => None,
-                },
+                [FunctionArg::Unnamed(FunctionArgExpr::Expr(SqlExpr::Value(value)))] => {
+                    match &value.value {
+                        Value::SingleQuotedString(text) => Some(text.clone()),
+                        _ => None,
+                    }
+                }
                 _ => None,
             };
             let Some(table) = table else {
                 self.error = Some(EngineError::InvalidInput(
-                    "table_history takes one string argument: table_history('schema.table')".to_string(),
+                    "table_history takes one string argument: table_history('schema.table')"
+                        .to_string(),
                 ));
                 return ControlFlow::Break(());
             };
@@ -235,7 +253,10 @@ pub(crate) fn collect_versions(statement: &mut Statement) -> Result<Vec<PendingV
 }
 
 /// Applies resolved selectors (one per collected clause, same order) and history functions.
-pub(crate) fn apply_selectors(statement: &mut Statement, selectors: Vec<TableSelector>) -> Result<()> {
+pub(crate) fn apply_selectors(
+    statement: &mut Statement,
+    selectors: Vec<TableSelector>,
+) -> Result<()> {
     let mut applier = ApplySelectors {
         selectors: selectors.into_iter(),
         error: None,
@@ -257,13 +278,22 @@ impl VisitorMut for NormalizeLikeEscapes {
 
     fn pre_visit_expr(&mut self, expr: &mut SqlExpr) -> ControlFlow<()> {
         let (pattern, escape_char) = match expr {
-            SqlExpr::Like { pattern, escape_char, .. } | SqlExpr::ILike { pattern, escape_char, .. } => {
-                (pattern, escape_char)
+            SqlExpr::Like {
+                pattern,
+                escape_char,
+                ..
             }
+            | SqlExpr::ILike {
+                pattern,
+                escape_char,
+                ..
+            } => (pattern, escape_char),
             _ => return ControlFlow::Continue(()),
         };
         let Some(escape) = escape_char.as_ref().and_then(|e| match &e.value {
-            Value::SingleQuotedString(text) if text.chars().count() == 1 && text != "\\" => text.chars().next(),
+            Value::SingleQuotedString(text) if text.chars().count() == 1 && text != "\\" => {
+                text.chars().next()
+            }
             _ => None,
         }) else {
             return ControlFlow::Continue(());
@@ -282,7 +312,10 @@ impl VisitorMut for NormalizeLikeEscapes {
             let converted = format!(
                 "regexp_replace(replace(({pattern}), '\\', '\\\\'), '{escaped_escape}(.)', '\\${{1}}', 'g')"
             );
-            match Parser::new(&PolderDialect::default()).try_with_sql(&converted).and_then(|mut p| p.parse_expr()) {
+            match Parser::new(&PolderDialect::default())
+                .try_with_sql(&converted)
+                .and_then(|mut p| p.parse_expr())
+            {
                 Ok(expr) => {
                     **pattern = expr;
                     *escape_char = None;
@@ -340,15 +373,26 @@ struct AggregateCatalogSubqueries;
 fn is_catalog_relation(factor: &TableFactor) -> bool {
     match factor {
         TableFactor::Table { name, .. } => name.0.iter().any(|part| {
-            part.as_ident()
-                .is_some_and(|ident| ident.value.eq_ignore_ascii_case("pg_catalog") || ident.value.starts_with("pg_"))
+            part.as_ident().is_some_and(|ident| {
+                ident.value.eq_ignore_ascii_case("pg_catalog") || ident.value.starts_with("pg_")
+            })
         }),
         _ => false,
     }
 }
 
 const AGGREGATES: &[&str] = &[
-    "count", "sum", "min", "max", "avg", "array_agg", "string_agg", "bool_and", "bool_or", "first_value", "last_value",
+    "count",
+    "sum",
+    "min",
+    "max",
+    "avg",
+    "array_agg",
+    "string_agg",
+    "bool_and",
+    "bool_or",
+    "first_value",
+    "last_value",
 ];
 
 /// Catalog tables describing features Polder tables do not have (column defaults, identity
@@ -364,9 +408,15 @@ fn reads_absent_feature(query: &datafusion::sql::sqlparser::ast::Query) -> bool 
         std::iter::once(&table.relation)
             .chain(table.joins.iter().map(|j| &j.relation))
             .any(|factor| match factor {
-                TableFactor::Table { name, .. } => name.0.last().and_then(|p| p.as_ident()).is_some_and(|ident| {
-                    ABSENT_FEATURE_TABLES.iter().any(|t| ident.value.eq_ignore_ascii_case(t))
-                }),
+                TableFactor::Table { name, .. } => name
+                    .0
+                    .last()
+                    .and_then(|p| p.as_ident())
+                    .is_some_and(|ident| {
+                        ABSENT_FEATURE_TABLES
+                            .iter()
+                            .any(|t| ident.value.eq_ignore_ascii_case(t))
+                    }),
                 _ => false,
             })
     })
@@ -397,7 +447,11 @@ fn null_keeping_parameters(removed: &SqlExpr) -> SqlExpr {
     if placeholders.is_empty() {
         return SqlExpr::Value(Value::Null.into());
     }
-    let call = format!("{}({})", crate::engine::DISCARD_FUNCTION, placeholders.join(", "));
+    let call = format!(
+        "{}({})",
+        crate::engine::DISCARD_FUNCTION,
+        placeholders.join(", ")
+    );
     Parser::new(&PolderDialect::default())
         .try_with_sql(&call)
         .and_then(|mut p| p.parse_expr())
@@ -410,7 +464,11 @@ impl VisitorMut for AggregateCatalogSubqueries {
     /// A CASE whose every result is NULL is NULL, whatever its conditions (which DataFusion may
     /// not be able to plan, such as correlated subqueries).
     fn post_visit_expr(&mut self, expr: &mut SqlExpr) -> ControlFlow<()> {
-        if let SqlExpr::Case { conditions, else_result, .. } = expr
+        if let SqlExpr::Case {
+            conditions,
+            else_result,
+            ..
+        } = expr
             && conditions.iter().all(|when| is_null(&when.result))
             && else_result.as_deref().is_none_or(is_null)
         {
@@ -434,12 +492,22 @@ impl VisitorMut for AggregateCatalogSubqueries {
         let SetExpr::Select(select) = query.body.as_mut() else {
             return ControlFlow::Continue(());
         };
-        let grouped = !matches!(&select.group_by, GroupByExpr::Expressions(list, _) if list.is_empty());
+        let grouped =
+            !matches!(&select.group_by, GroupByExpr::Expressions(list, _) if list.is_empty());
         let from_catalog = !select.from.is_empty()
             && select.from.iter().all(|table| {
-                is_catalog_relation(&table.relation) && table.joins.iter().all(|join| is_catalog_relation(&join.relation))
+                is_catalog_relation(&table.relation)
+                    && table
+                        .joins
+                        .iter()
+                        .all(|join| is_catalog_relation(&join.relation))
             });
-        if grouped || select.distinct.is_some() || select.having.is_some() || !from_catalog || select.projection.len() != 1 {
+        if grouped
+            || select.distinct.is_some()
+            || select.having.is_some()
+            || !from_catalog
+            || select.projection.len() != 1
+        {
             return ControlFlow::Continue(());
         }
         let value = match &mut select.projection[0] {
@@ -447,12 +515,17 @@ impl VisitorMut for AggregateCatalogSubqueries {
             _ => return ControlFlow::Continue(()),
         };
         if let SqlExpr::Function(function) = value
-            && AGGREGATES.iter().any(|name| function.name.to_string().eq_ignore_ascii_case(name))
+            && AGGREGATES
+                .iter()
+                .any(|name| function.name.to_string().eq_ignore_ascii_case(name))
         {
             return ControlFlow::Continue(());
         }
         let wrapped = format!("first_value({value})");
-        if let Ok(parsed) = Parser::new(&PolderDialect::default()).try_with_sql(&wrapped).and_then(|mut p| p.parse_expr()) {
+        if let Ok(parsed) = Parser::new(&PolderDialect::default())
+            .try_with_sql(&wrapped)
+            .and_then(|mut p| p.parse_expr())
+        {
             *value = parsed;
         }
         ControlFlow::Continue(())
@@ -502,18 +575,30 @@ mod tests {
     use super::*;
 
     fn parse(sql: &str) -> Statement {
-        Parser::parse_sql(&PolderDialect::default(), sql).unwrap().remove(0)
+        Parser::parse_sql(&PolderDialect::default(), sql)
+            .unwrap()
+            .remove(0)
     }
 
     #[test]
     fn describe_history_becomes_a_query() {
-        let rewritten = rewrite_describe_history("describe history Bronze.Orders; select 1").unwrap().unwrap();
+        let rewritten = rewrite_describe_history("describe history Bronze.Orders; select 1")
+            .unwrap()
+            .unwrap();
         assert_eq!(
             rewritten,
             "SELECT * FROM Bronze.\"orders@history\" ORDER BY version DESC; select 1"
         );
-        assert!(rewrite_describe_history("select 'describe history x'").unwrap().is_none());
-        assert!(rewrite_describe_history("describe orders").unwrap().is_none());
+        assert!(
+            rewrite_describe_history("select 'describe history x'")
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            rewrite_describe_history("describe orders")
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]
@@ -526,7 +611,10 @@ mod tests {
         assert!(matches!(found[1], PendingVersion::Timestamp(_)));
         apply_selectors(
             &mut statement,
-            vec![TableSelector::Version(2), TableSelector::Timestamp(1_767_225_600_000)],
+            vec![
+                TableSelector::Version(2),
+                TableSelector::Timestamp(1_767_225_600_000),
+            ],
         )
         .unwrap();
         let text = statement.to_string();
@@ -538,16 +626,23 @@ mod tests {
     fn table_history_function_is_rewritten() {
         let mut statement = parse("SELECT version FROM table_history('silver.Orders')");
         apply_selectors(&mut statement, vec![]).unwrap();
-        assert_eq!(statement.to_string(), "SELECT version FROM silver.\"orders@history\"");
+        assert_eq!(
+            statement.to_string(),
+            "SELECT version FROM silver.\"orders@history\""
+        );
         let mut bad = parse("SELECT * FROM table_history(1)");
         assert!(apply_selectors(&mut bad, vec![]).is_err());
     }
 
     #[test]
     fn like_escapes_become_backslashes() {
-        let mut statement = parse("SELECT nspname FROM n WHERE nspname NOT LIKE 'pg/_%' ESCAPE '/'");
+        let mut statement =
+            parse("SELECT nspname FROM n WHERE nspname NOT LIKE 'pg/_%' ESCAPE '/'");
         normalize_like_escapes(&mut statement);
-        assert_eq!(statement.to_string(), "SELECT nspname FROM n WHERE nspname NOT LIKE 'pg\\_%'");
+        assert_eq!(
+            statement.to_string(),
+            "SELECT nspname FROM n WHERE nspname NOT LIKE 'pg\\_%'"
+        );
         let mut bound = parse("SELECT 1 WHERE 'a' NOT LIKE $1 || '%' ESCAPE '/'");
         normalize_like_escapes(&mut bound);
         assert_eq!(
@@ -567,13 +662,22 @@ mod tests {
         );
         aggregate_catalog_subqueries(&mut statement);
         let text = statement.to_string();
-        assert!(text.contains("(SELECT first_value(t.typcollation) FROM pg_catalog.pg_type"), "{text}");
-        assert!(text.contains("(SELECT x FROM user_table)"), "user tables are left alone: {text}");
+        assert!(
+            text.contains("(SELECT first_value(t.typcollation) FROM pg_catalog.pg_type"),
+            "{text}"
+        );
+        assert!(
+            text.contains("(SELECT x FROM user_table)"),
+            "user tables are left alone: {text}"
+        );
         let mut defaults = parse(
             "SELECT CASE WHEN a.atthasdef THEN (SELECT d.adbin FROM pg_catalog.pg_attrdef d WHERE d.adrelid = a.attrelid) ELSE NULL END AS dflt FROM pg_catalog.pg_attribute a",
         );
         aggregate_catalog_subqueries(&mut defaults);
-        assert_eq!(defaults.to_string(), "SELECT NULL AS dflt FROM pg_catalog.pg_attribute AS a");
+        assert_eq!(
+            defaults.to_string(),
+            "SELECT NULL AS dflt FROM pg_catalog.pg_attribute AS a"
+        );
     }
 
     #[test]

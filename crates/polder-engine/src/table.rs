@@ -14,8 +14,8 @@ use datafusion::execution::SessionState;
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{
-    Expr, LogicalPlanBuilder, MergeIntoAction, MergeIntoClause, MergeIntoClauseKind, TableProviderFilterPushDown,
-    TableType,
+    Expr, LogicalPlanBuilder, MergeIntoAction, MergeIntoClause, MergeIntoClauseKind,
+    TableProviderFilterPushDown, TableType,
 };
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::DataFrame;
@@ -83,17 +83,23 @@ impl PolderTable {
     }
 
     fn deferred(&self, operation: &str, job: WriteJob) -> Arc<dyn ExecutionPlan> {
-        Arc::new(DeferredWriteExec::new(format!("{operation} {}", self.name), job))
+        Arc::new(DeferredWriteExec::new(
+            format!("{operation} {}", self.name),
+            job,
+        ))
     }
 }
 
 fn lake_error(table: &DeltaTable, err: polder_lake::deltalake::DeltaTableError) -> DataFusionError {
-    EngineError::Lake(polder_lake::LakeError::from_delta(table.table_url().as_str(), err)).into_datafusion()
+    EngineError::Lake(polder_lake::LakeError::from_delta(
+        table.table_url().as_str(),
+        err,
+    ))
+    .into_datafusion()
 }
 
 #[async_trait]
 impl TableProvider for PolderTable {
-
     fn schema(&self) -> SchemaRef {
         self.scan.schema()
     }
@@ -116,7 +122,10 @@ impl TableProvider for PolderTable {
         self.scan.scan(state, projection, filters, limit).await
     }
 
-    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> DfResult<Vec<TableProviderFilterPushDown>> {
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
         self.scan.supports_filters_pushdown(filters)
     }
 
@@ -130,7 +139,11 @@ impl TableProvider for PolderTable {
         self.scan.insert_into(state, input, insert_op).await
     }
 
-    async fn delete_from(&self, state: &dyn Session, filters: Vec<Expr>) -> DfResult<Arc<dyn ExecutionPlan>> {
+    async fn delete_from(
+        &self,
+        state: &dyn Session,
+        filters: Vec<Expr>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
         self.ensure_writable("delete from")?;
         let session = Self::session_state(state)?;
         let table = self.table.clone();
@@ -179,7 +192,8 @@ impl TableProvider for PolderTable {
                 builder = builder.with_predicate(predicate);
             }
             for (column, expr) in changed {
-                builder = builder.with_update(DeltaColumn::from(Column::new_unqualified(column)), expr);
+                builder =
+                    builder.with_update(DeltaColumn::from(Column::new_unqualified(column)), expr);
             }
             let (table_after, metrics) = builder.await.map_err(|e| lake_error(&table, e))?;
             catalog.remember(&table_after);
@@ -238,7 +252,12 @@ impl PolderTable {
         for clause in clauses {
             rewritten.push(qualifiers.rewrite_clause(clause)?);
         }
-        let target_columns: Vec<String> = self.schema().fields().iter().map(|f| f.name().clone()).collect();
+        let target_columns: Vec<String> = self
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
         // The source's columns keep their own qualifier; deltalake is told it is `source`.
         let source = source.alias(MergeQualifiers::SOURCE)?;
         let table = self.table.clone();
@@ -252,12 +271,14 @@ impl PolderTable {
                 .with_streaming(streaming)
                 .with_session_state(session);
             for clause in rewritten {
-                builder = add_merge_clause(builder, clause, &target_columns).map_err(|e| lake_error(&table, e))?;
+                builder = add_merge_clause(builder, clause, &target_columns)
+                    .map_err(|e| lake_error(&table, e))?;
             }
             let (table_after, metrics) = builder.await.map_err(|e| lake_error(&table, e))?;
             catalog.remember(&table_after);
-            Ok((metrics.num_target_rows_inserted + metrics.num_target_rows_updated + metrics.num_target_rows_deleted)
-                as u64)
+            Ok((metrics.num_target_rows_inserted
+                + metrics.num_target_rows_updated
+                + metrics.num_target_rows_deleted) as u64)
         }))
     }
 }
@@ -320,7 +341,10 @@ impl MergeQualifiers {
             ),
             MergeIntoAction::Insert { columns, values } => MergeIntoAction::Insert {
                 columns,
-                values: values.into_iter().map(|v| self.rewrite(v)).collect::<DfResult<_>>()?,
+                values: values
+                    .into_iter()
+                    .map(|v| self.rewrite(v))
+                    .collect::<DfResult<_>>()?,
             },
             MergeIntoAction::Delete => MergeIntoAction::Delete,
         };
@@ -347,25 +371,33 @@ fn add_merge_clause(
         predicate,
         action,
     } = clause;
-    let unsupported = |what: &str| DeltaTableError::Generic(format!("MERGE: {what} is not a valid clause"));
+    let unsupported =
+        |what: &str| DeltaTableError::Generic(format!("MERGE: {what} is not a valid clause"));
     match (kind, action) {
-        (MergeIntoClauseKind::Matched, MergeIntoAction::Update(assignments)) => builder.when_matched_update(|mut update| {
-            if let Some(predicate) = predicate {
-                update = update.predicate(predicate);
-            }
-            for (column, expr) in assignments {
-                update = update.update(merge_column(&column), expr);
-            }
-            update
-        }),
-        (MergeIntoClauseKind::Matched, MergeIntoAction::Delete) => builder.when_matched_delete(|mut delete| {
-            if let Some(predicate) = predicate {
-                delete = delete.predicate(predicate);
-            }
-            delete
-        }),
+        (MergeIntoClauseKind::Matched, MergeIntoAction::Update(assignments)) => builder
+            .when_matched_update(|mut update| {
+                if let Some(predicate) = predicate {
+                    update = update.predicate(predicate);
+                }
+                for (column, expr) in assignments {
+                    update = update.update(merge_column(&column), expr);
+                }
+                update
+            }),
+        (MergeIntoClauseKind::Matched, MergeIntoAction::Delete) => {
+            builder.when_matched_delete(|mut delete| {
+                if let Some(predicate) = predicate {
+                    delete = delete.predicate(predicate);
+                }
+                delete
+            })
+        }
         (kind, MergeIntoAction::Insert { columns, values }) if kind.is_not_matched_by_target() => {
-            let columns = if columns.is_empty() { target_columns.to_vec() } else { columns };
+            let columns = if columns.is_empty() {
+                target_columns.to_vec()
+            } else {
+                columns
+            };
             if columns.len() != values.len() {
                 return Err(DeltaTableError::Generic(format!(
                     "MERGE INSERT lists {} columns but {} values",
@@ -383,8 +415,8 @@ fn add_merge_clause(
                 insert
             })
         }
-        (MergeIntoClauseKind::NotMatchedBySource, MergeIntoAction::Update(assignments)) => {
-            builder.when_not_matched_by_source_update(|mut update| {
+        (MergeIntoClauseKind::NotMatchedBySource, MergeIntoAction::Update(assignments)) => builder
+            .when_not_matched_by_source_update(|mut update| {
                 if let Some(predicate) = predicate {
                     update = update.predicate(predicate);
                 }
@@ -392,17 +424,17 @@ fn add_merge_clause(
                     update = update.update(merge_column(&column), expr);
                 }
                 update
-            })
-        }
-        (MergeIntoClauseKind::NotMatchedBySource, MergeIntoAction::Delete) => {
-            builder.when_not_matched_by_source_delete(|mut delete| {
+            }),
+        (MergeIntoClauseKind::NotMatchedBySource, MergeIntoAction::Delete) => builder
+            .when_not_matched_by_source_delete(|mut delete| {
                 if let Some(predicate) = predicate {
                     delete = delete.predicate(predicate);
                 }
                 delete
-            })
+            }),
+        (MergeIntoClauseKind::Matched, MergeIntoAction::Insert { .. }) => {
+            Err(unsupported("WHEN MATCHED THEN INSERT"))
         }
-        (MergeIntoClauseKind::Matched, MergeIntoAction::Insert { .. }) => Err(unsupported("WHEN MATCHED THEN INSERT")),
         (MergeIntoClauseKind::NotMatchedBySource, MergeIntoAction::Insert { .. }) => {
             Err(unsupported("WHEN NOT MATCHED BY SOURCE THEN INSERT"))
         }

@@ -86,9 +86,13 @@ impl Engine {
                 .with_save_mode(SaveMode::Overwrite)
                 .with_schema_mode(SchemaMode::Overwrite),
             // Loads evolve the schema: new columns are added, missing ones are NULL.
-            _ => builder.with_save_mode(SaveMode::Append).with_schema_mode(SchemaMode::Merge),
+            _ => builder
+                .with_save_mode(SaveMode::Append)
+                .with_schema_mode(SchemaMode::Merge),
         };
-        let written = builder.await.map_err(|e| LakeError::from_delta(&location, e))?;
+        let written = builder
+            .await
+            .map_err(|e| LakeError::from_delta(&location, e))?;
         self.catalog.remember(&written);
         if mode == WriteMode::Overwrite {
             // The schema may have changed; other processes re-plan on the next generation.
@@ -115,7 +119,11 @@ impl Engine {
         plan: LogicalPlan,
         session: Arc<SessionState>,
     ) -> Result<WriteOutcome> {
-        let location = self.catalog.lake.table_location(&name.schema, &name.table).to_string();
+        let location = self
+            .catalog
+            .lake
+            .table_location(&name.schema, &name.table)
+            .to_string();
         self.clear_orphan(name, &location).await?;
         let table = self.catalog.lake.new_table(&location)?;
         let created = WriteBuilder::new(table.log_store(), None)

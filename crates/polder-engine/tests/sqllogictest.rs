@@ -46,11 +46,17 @@ impl sqllogictest::AsyncDB for EngineConnection {
             return Ok(DBOutput::StatementComplete(0));
         };
         match output {
-            StatementOutput::Command(outcome) => Ok(DBOutput::StatementComplete(outcome.rows.unwrap_or(0))),
+            StatementOutput::Command(outcome) => {
+                Ok(DBOutput::StatementComplete(outcome.rows.unwrap_or(0)))
+            }
             StatementOutput::Query(frame) => {
                 let schema = frame.schema().as_arrow().clone();
                 let batches = frame.collect().await?;
-                let types = schema.fields().iter().map(|f| column_type(f.data_type())).collect();
+                let types = schema
+                    .fields()
+                    .iter()
+                    .map(|f| column_type(f.data_type()))
+                    .collect();
                 let options = FormatOptions::default().with_null("NULL");
                 let mut rows = Vec::new();
                 for batch in &batches {
@@ -59,12 +65,18 @@ impl sqllogictest::AsyncDB for EngineConnection {
                         .iter()
                         .map(|column| ArrayFormatter::try_new(column.as_ref(), &options))
                         .collect::<Result<Vec<_>, _>>()
-                        .map_err(|e| EngineError::from(datafusion::error::DataFusionError::from(e)))?;
+                        .map_err(|e| {
+                            EngineError::from(datafusion::error::DataFusionError::from(e))
+                        })?;
                     for row in 0..batch.num_rows() {
                         let mut values = Vec::with_capacity(formatters.len());
                         for formatter in &formatters {
                             let text = formatter.value(row).to_string();
-                            values.push(if text.is_empty() { "(empty)".to_string() } else { text });
+                            values.push(if text.is_empty() {
+                                "(empty)".to_string()
+                            } else {
+                                text
+                            });
                         }
                         rows.push(values);
                     }
@@ -92,10 +104,17 @@ fn main() {
         .expect("tests/sql exists")
         .filter_map(|entry| entry.ok().map(|e| e.path()))
         .filter(|path| path.extension().is_some_and(|e| e == "slt"))
-        .filter(|path| filter.as_ref().is_none_or(|f| path.to_string_lossy().contains(f.as_str())))
+        .filter(|path| {
+            filter
+                .as_ref()
+                .is_none_or(|f| path.to_string_lossy().contains(f.as_str()))
+        })
         .collect();
     files.sort();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let mut failures = Vec::new();
     for file in &files {
         let name = file.file_name().unwrap().to_string_lossy().to_string();
@@ -113,7 +132,10 @@ fn main() {
                 let engine = engine.clone();
                 async move { Ok(EngineConnection { engine }) }
             });
-            runner.run_file_async(file).await.map_err(|e| e.display(true).to_string())
+            runner
+                .run_file_async(file)
+                .await
+                .map_err(|e| e.display(true).to_string())
         });
         match result {
             Ok(()) => println!("ok     {name}"),
@@ -128,7 +150,12 @@ fn main() {
         std::process::exit(1);
     }
     if !failures.is_empty() {
-        eprintln!("{} of {} files failed: {}", failures.len(), files.len(), failures.join(", "));
+        eprintln!(
+            "{} of {} files failed: {}",
+            failures.len(),
+            files.len(),
+            failures.join(", ")
+        );
         std::process::exit(1);
     }
     println!("{} sqllogictest files passed", files.len());

@@ -4,11 +4,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use datafusion::datasource::file_format::file_compression_type::FileCompressionType;
-use datafusion::prelude::{CsvReadOptions, DataFrame, JsonReadOptions, ParquetReadOptions, SessionContext, col};
+use datafusion::prelude::{
+    CsvReadOptions, DataFrame, JsonReadOptions, ParquetReadOptions, SessionContext, col,
+};
 use futures::TryStreamExt;
-use object_store::{ObjectStore, ObjectStoreExt};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as StorePath;
+use object_store::{ObjectStore, ObjectStoreExt};
 use polder_core::{ErrorKind, HasErrorKind, TableName};
 use polder_engine::{Engine, EngineError, WriteMode};
 use url::Url;
@@ -29,7 +31,10 @@ pub enum ImportError {
     MixedFormats { first: String, other: String },
     /// The source cannot be read (missing file, unreachable URL, bad glob).
     #[error("cannot read {source_name}: {message}")]
-    Source { source_name: String, message: String },
+    Source {
+        source_name: String,
+        message: String,
+    },
     /// The data does not parse in the given format or does not fit the table.
     #[error("{0}")]
     Data(String),
@@ -41,9 +46,9 @@ impl HasErrorKind for ImportError {
     fn kind(&self) -> ErrorKind {
         match self {
             ImportError::NoFiles(_) => ErrorKind::NotFound,
-            ImportError::UnknownFormat(_) | ImportError::MixedFormats { .. } | ImportError::Data(_) => {
-                ErrorKind::InvalidInput
-            }
+            ImportError::UnknownFormat(_)
+            | ImportError::MixedFormats { .. }
+            | ImportError::Data(_) => ErrorKind::InvalidInput,
             ImportError::Source { .. } => ErrorKind::InvalidInput,
             ImportError::Engine(err) => err.kind(),
         }
@@ -68,7 +73,9 @@ impl std::str::FromStr for FileFormat {
             "csv" => Ok(FileFormat::Csv),
             "json" | "jsonl" | "ndjson" => Ok(FileFormat::Json),
             "parquet" => Ok(FileFormat::Parquet),
-            other => Err(format!("unknown format '{other}': expected csv, json or parquet")),
+            other => Err(format!(
+                "unknown format '{other}': expected csv, json or parquet"
+            )),
         }
     }
 }
@@ -113,7 +120,9 @@ impl std::str::FromStr for ImportMode {
             "append" => Ok(ImportMode::Append),
             "overwrite" => Ok(ImportMode::Overwrite),
             "create" => Ok(ImportMode::Create),
-            other => Err(format!("unknown mode '{other}': expected append, overwrite or create")),
+            other => Err(format!(
+                "unknown mode '{other}': expected append, overwrite or create"
+            )),
         }
     }
 }
@@ -192,7 +201,11 @@ impl ImportSource {
             let url = Url::parse(source).map_err(|e| source_error(e.to_string()))?;
             let origin = format!("{}://{}/", url.scheme(), url.host_str().unwrap_or_default());
             let origin = match url.port() {
-                Some(port) => format!("{}://{}:{port}/", url.scheme(), url.host_str().unwrap_or_default()),
+                Some(port) => format!(
+                    "{}://{}:{port}/",
+                    url.scheme(),
+                    url.host_str().unwrap_or_default()
+                ),
                 None => origin,
             };
             let base = Url::parse(&origin).map_err(|e| source_error(e.to_string()))?;
@@ -203,8 +216,12 @@ impl ImportSource {
                     .build()
                     .map_err(|e| source_error(e.to_string()))?,
             );
-            let path = StorePath::parse(url.path().trim_start_matches('/')).map_err(|e| source_error(e.to_string()))?;
-            let meta = store.head(&path).await.map_err(|e| source_error(e.to_string()))?;
+            let path = StorePath::parse(url.path().trim_start_matches('/'))
+                .map_err(|e| source_error(e.to_string()))?;
+            let meta = store
+                .head(&path)
+                .await
+                .map_err(|e| source_error(e.to_string()))?;
             return Ok(ImportSource {
                 base,
                 store,
@@ -215,7 +232,8 @@ impl ImportSource {
         let local = source.strip_prefix("file://").unwrap_or(source);
         let mut paths: Vec<PathBuf> = Vec::new();
         if local.contains(['*', '?', '[']) {
-            let matches = glob::glob(local).map_err(|e| source_error(format!("invalid glob: {e}")))?;
+            let matches =
+                glob::glob(local).map_err(|e| source_error(format!("invalid glob: {e}")))?;
             for entry in matches {
                 let path = entry.map_err(|e| source_error(e.to_string()))?;
                 if path.is_file() {
@@ -242,8 +260,12 @@ impl ImportSource {
         let mut files = Vec::with_capacity(paths.len());
         for path in paths {
             let absolute = std::path::absolute(&path).map_err(|e| source_error(e.to_string()))?;
-            let location = StorePath::from_absolute_path(&absolute).map_err(|e| source_error(e.to_string()))?;
-            let meta = store.head(&location).await.map_err(|e| source_error(e.to_string()))?;
+            let location = StorePath::from_absolute_path(&absolute)
+                .map_err(|e| source_error(e.to_string()))?;
+            let meta = store
+                .head(&location)
+                .await
+                .map_err(|e| source_error(e.to_string()))?;
             files.push(meta);
         }
         Ok(ImportSource {
@@ -264,7 +286,10 @@ impl ImportSource {
 
 /// Objects under an S3 key: the key itself, everything under it as a prefix, or the matches of
 /// a glob in its last part.
-async fn list_objects(store: &dyn ObjectStore, key: &str) -> object_store::Result<Vec<object_store::ObjectMeta>> {
+async fn list_objects(
+    store: &dyn ObjectStore,
+    key: &str,
+) -> object_store::Result<Vec<object_store::ObjectMeta>> {
     if key.contains(['*', '?', '[']) {
         let (prefix, _) = key.rsplit_once('/').unwrap_or(("", key));
         let pattern = glob::Pattern::new(key).map_err(|e| object_store::Error::Generic {
@@ -273,7 +298,10 @@ async fn list_objects(store: &dyn ObjectStore, key: &str) -> object_store::Resul
         })?;
         let prefix_path = (!prefix.is_empty()).then(|| StorePath::from(prefix));
         let all: Vec<_> = store.list(prefix_path.as_ref()).try_collect().await?;
-        return Ok(all.into_iter().filter(|m| pattern.matches(m.location.as_ref())).collect());
+        return Ok(all
+            .into_iter()
+            .filter(|m| pattern.matches(m.location.as_ref()))
+            .collect());
     }
     let path = StorePath::from(key);
     match store.head(&path).await {
@@ -296,11 +324,19 @@ fn delta_safe_name(name: &str) -> String {
         .chars()
         .map(|c| if " ,;{}()\n\t=".contains(c) { '_' } else { c })
         .collect();
-    if replaced.is_empty() { "column".to_string() } else { replaced }
+    if replaced.is_empty() {
+        "column".to_string()
+    } else {
+        replaced
+    }
 }
 
 /// Loads the files of `request.source` into `request.table` in one Delta commit.
-pub async fn import_files(engine: &Engine, request: &ImportRequest, progress: Arc<dyn Progress>) -> Result<ImportReport> {
+pub async fn import_files(
+    engine: &Engine,
+    request: &ImportRequest,
+    progress: Arc<dyn Progress>,
+) -> Result<ImportReport> {
     let source = ImportSource::resolve(engine, &request.source).await?;
     if source.files.is_empty() {
         return Err(ImportError::NoFiles(request.source.clone()));
@@ -345,9 +381,14 @@ pub async fn import_files(engine: &Engine, request: &ImportRequest, progress: Ar
         .schema()
         .fields()
         .iter()
-        .map(|field| col(datafusion::common::Column::from_name(field.name())).alias(delta_safe_name(field.name())))
+        .map(|field| {
+            col(datafusion::common::Column::from_name(field.name()))
+                .alias(delta_safe_name(field.name()))
+        })
         .collect();
-    let frame = frame.select(renamed).map_err(|e| ImportError::Data(polder_engine::datafusion_message(&e)))?;
+    let frame = frame
+        .select(renamed)
+        .map_err(|e| ImportError::Data(polder_engine::datafusion_message(&e)))?;
     let mode = match request.mode {
         ImportMode::Append => WriteMode::Append,
         ImportMode::Overwrite => WriteMode::Overwrite,
@@ -377,15 +418,21 @@ async fn read(
     request: &ImportRequest,
     source: &ImportSource,
 ) -> Result<DataFrame> {
-    let data_error = |e: datafusion::error::DataFusionError| ImportError::Data(format!(
-        "cannot read {} as {format:?}: {}",
-        request.source,
-        polder_engine::datafusion_message(&e)
-    ));
+    let data_error = |e: datafusion::error::DataFusionError| {
+        ImportError::Data(format!(
+            "cannot read {} as {format:?}: {}",
+            request.source,
+            polder_engine::datafusion_message(&e)
+        ))
+    };
     match format {
         FileFormat::Csv => {
-            let is_tsv = urls.first().is_some_and(|u| u.to_ascii_lowercase().contains(".tsv"));
-            let delimiter = request.delimiter.unwrap_or(if is_tsv { b'\t' } else { b',' });
+            let is_tsv = urls
+                .first()
+                .is_some_and(|u| u.to_ascii_lowercase().contains(".tsv"));
+            let delimiter = request
+                .delimiter
+                .unwrap_or(if is_tsv { b'\t' } else { b',' });
             let options = CsvReadOptions::new()
                 .has_header(request.has_header)
                 .delimiter(delimiter)
@@ -404,7 +451,10 @@ async fn read(
         }
         FileFormat::Parquet => {
             let options = ParquetReadOptions::default().file_extension("");
-            session.read_parquet(urls, options).await.map_err(data_error)
+            session
+                .read_parquet(urls, options)
+                .await
+                .map_err(data_error)
         }
     }
 }
@@ -428,7 +478,10 @@ mod tests {
     #[test]
     fn formats_are_detected_from_names() {
         assert_eq!(detect("a/b.CSV").unwrap().0, FileFormat::Csv);
-        assert_eq!(detect("x.jsonl.gz").unwrap(), (FileFormat::Json, FileCompressionType::GZIP));
+        assert_eq!(
+            detect("x.jsonl.gz").unwrap(),
+            (FileFormat::Json, FileCompressionType::GZIP)
+        );
         assert_eq!(detect("part-0.parquet").unwrap().0, FileFormat::Parquet);
         assert!(detect("README").is_none());
     }

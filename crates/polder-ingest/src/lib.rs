@@ -6,7 +6,9 @@
 mod counting;
 mod files;
 
-pub use files::{FileFormat, ImportError, ImportMode, ImportReport, ImportRequest, ImportSource, import_files};
+pub use files::{
+    FileFormat, ImportError, ImportMode, ImportReport, ImportRequest, ImportSource, import_files,
+};
 
 /// Receives progress of a long-running load (the CLI draws a bar with it; the API reports it).
 pub trait Progress: Send + Sync {

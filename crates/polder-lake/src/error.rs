@@ -49,9 +49,9 @@ impl LakeError {
             DeltaTableError::NotATable(_) | DeltaTableError::InvalidTableLocation(_) => {
                 LakeError::TableNotFound(location)
             }
-            DeltaTableError::InvalidVersion(version) => {
-                LakeError::VersionNotFound(format!("version {version} of {location} does not exist"))
-            }
+            DeltaTableError::InvalidVersion(version) => LakeError::VersionNotFound(format!(
+                "version {version} of {location} does not exist"
+            )),
             DeltaTableError::VersionAlreadyExists(_)
             | DeltaTableError::VersionMismatch(..)
             | DeltaTableError::Transaction {

@@ -55,7 +55,11 @@ pub(crate) async fn read_history(
         .into_iter()
         .filter_map(|meta| {
             let version = commit_version(meta.location.filename()?)?;
-            Some((version, meta.location, meta.last_modified.timestamp_millis()))
+            Some((
+                version,
+                meta.location,
+                meta.last_modified.timestamp_millis(),
+            ))
         })
         .collect();
     commits.sort_by(|a, b| b.0.cmp(&a.0));
@@ -96,10 +100,7 @@ pub(crate) async fn read_history(
             entry.parameters = info
                 .operation_parameters
                 .map(|p| serde_json::to_string(&p).unwrap_or_default());
-            entry.metrics = info
-                .info
-                .get("operationMetrics")
-                .map(|m| m.to_string());
+            entry.metrics = info.info.get("operationMetrics").map(|m| m.to_string());
             entry.user_name = info.user_name;
             entry.read_version = info.read_version.map(|v| v as i64);
             entry.is_blind_append = info.is_blind_append;
@@ -118,7 +119,10 @@ mod tests {
     #[test]
     fn only_commit_files_have_versions() {
         assert_eq!(commit_version("00000000000000000007.json"), Some(7));
-        assert_eq!(commit_version("00000000000000000010.checkpoint.parquet"), None);
+        assert_eq!(
+            commit_version("00000000000000000010.checkpoint.parquet"),
+            None
+        );
         assert_eq!(commit_version("_last_checkpoint"), None);
         assert_eq!(commit_version("00000000000000000001.crc"), None);
     }

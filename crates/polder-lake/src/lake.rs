@@ -141,7 +141,12 @@ impl Lake {
         match table.load_version(version as u64).await {
             Ok(()) => Ok(table),
             Err(err) => {
-                let latest = self.load(location).await?.version().map(|v| v as i64).unwrap_or(-1);
+                let latest = self
+                    .load(location)
+                    .await?
+                    .version()
+                    .map(|v| v as i64)
+                    .unwrap_or(-1);
                 if version > latest {
                     return Err(LakeError::VersionNotFound(format!(
                         "version {version} of {location} does not exist: the latest version is {latest}"
@@ -159,7 +164,8 @@ impl Lake {
             Ok(()) => {
                 // deltalake falls back to the oldest version for a time before the table existed.
                 let version = table.version().unwrap_or(0);
-                let commit = object_store::path::Path::from(format!("_delta_log/{version:020}.json"));
+                let commit =
+                    object_store::path::Path::from(format!("_delta_log/{version:020}.json"));
                 let committed_at = table
                     .log_store()
                     .object_store(None)
@@ -199,7 +205,11 @@ impl Lake {
     }
 
     /// Commit history of `table`, newest first.
-    pub async fn history(&self, table: &DeltaTable, limit: Option<usize>) -> Result<Vec<HistoryEntry>> {
+    pub async fn history(
+        &self,
+        table: &DeltaTable,
+        limit: Option<usize>,
+    ) -> Result<Vec<HistoryEntry>> {
         read_history(table, limit).await
     }
 
@@ -266,13 +276,12 @@ impl Lake {
             let path = root
                 .to_file_path()
                 .map_err(|_| LakeError::InvalidLocation(root.to_string()))?;
-            return tokio::fs::metadata(&path)
-                .await
-                .map(|_| ())
-                .map_err(|e| LakeError::Unavailable {
+            return tokio::fs::metadata(&path).await.map(|_| ()).map_err(|e| {
+                LakeError::Unavailable {
                     location: root.to_string(),
                     message: e.to_string(),
-                });
+                }
+            });
         }
         let (store, prefix) = self.store_for(&root)?;
         store

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use deltalake::DeltaResult;
 use deltalake::logstore::{
-    LogStore, LogStoreFactory, ObjectStoreFactory, ObjectStoreRef, StorageConfig,
-    default_logstore, logstore_factories, object_store_factories,
+    LogStore, LogStoreFactory, ObjectStoreFactory, ObjectStoreRef, StorageConfig, default_logstore,
+    logstore_factories, object_store_factories,
 };
 use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
 use object_store::path::Path;
@@ -26,7 +26,11 @@ struct S3StoreFactory {
 }
 
 impl ObjectStoreFactory for S3StoreFactory {
-    fn parse_url_opts(&self, url: &Url, _options: &StorageConfig) -> DeltaResult<(ObjectStoreRef, Path)> {
+    fn parse_url_opts(
+        &self,
+        url: &Url,
+        _options: &StorageConfig,
+    ) -> DeltaResult<(ObjectStoreRef, Path)> {
         let store = build_s3_store(&self.config, url)?;
         Ok((store, Path::from(url.path())))
     }
@@ -42,7 +46,12 @@ impl LogStoreFactory for S3LogStoreFactory {
         location: &Url,
         options: &StorageConfig,
     ) -> DeltaResult<Arc<dyn LogStore>> {
-        Ok(default_logstore(prefixed_store, root_store, location, options))
+        Ok(default_logstore(
+            prefixed_store,
+            root_store,
+            location,
+            options,
+        ))
     }
 }
 

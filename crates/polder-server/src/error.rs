@@ -13,7 +13,10 @@ pub enum ServerError {
     },
     /// A listener stopped with an error while serving.
     #[error("{listener} listener failed: {message}")]
-    Serve { listener: &'static str, message: String },
+    Serve {
+        listener: &'static str,
+        message: String,
+    },
 }
 
 impl HasErrorKind for ServerError {

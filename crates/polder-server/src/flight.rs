@@ -20,12 +20,16 @@ use arrow_flight::flight_service_server::FlightServiceServer;
 use arrow_flight::sql::metadata::{SqlInfoData, SqlInfoDataBuilder};
 use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
 use arrow_flight::sql::{
-    ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest, ActionCreatePreparedStatementResult,
-    Any, CommandGetCatalogs, CommandGetDbSchemas, CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables,
-    CommandPreparedStatementQuery, CommandPreparedStatementUpdate, CommandStatementQuery, CommandStatementUpdate,
+    ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
+    ActionCreatePreparedStatementResult, Any, CommandGetCatalogs, CommandGetDbSchemas,
+    CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables, CommandPreparedStatementQuery,
+    CommandPreparedStatementUpdate, CommandStatementQuery, CommandStatementUpdate,
     DoPutPreparedStatementResult, ProstMessageExt, SqlInfo, TicketStatementQuery,
 };
-use arrow_flight::{Action, FlightData, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, IpcMessage, SchemaAsIpc, Ticket};
+use arrow_flight::{
+    Action, FlightData, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest,
+    HandshakeResponse, IpcMessage, SchemaAsIpc, Ticket,
+};
 use datafusion::common::ParamValues;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::scalar::ScalarValue;
@@ -46,7 +50,10 @@ type DoGetStream = Pin<Box<dyn Stream<Item = Result<FlightData, Status>> + Send 
 #[derive(Debug, Serialize, Deserialize)]
 enum TicketBody {
     /// Run this query (with these parameters, for a prepared statement).
-    Query { sql: String, params: Option<Vec<serde_json::Value>> },
+    Query {
+        sql: String,
+        params: Option<Vec<serde_json::Value>>,
+    },
     /// A statement already ran; report its outcome.
     Done { command: String, rows: Option<u64> },
 }
@@ -118,7 +125,11 @@ impl PolderFlightSql {
     async fn run_command(&self, statement: DFStatement) -> Result<TicketBody, Status> {
         let started = Instant::now();
         let result = self.engine.execute(statement).await;
-        record_statement(Interface::FlightSql, started.elapsed(), result.as_ref().err().map(|e| e.kind()));
+        record_statement(
+            Interface::FlightSql,
+            started.elapsed(),
+            result.as_ref().err().map(|e| e.kind()),
+        );
         match result.map_err(status)? {
             StatementOutput::Command(outcome) => Ok(TicketBody::Done {
                 command: outcome.tag,
@@ -128,7 +139,12 @@ impl PolderFlightSql {
         }
     }
 
-    fn flight_info(&self, schema: &Schema, ticket: &TicketBody, descriptor: FlightDescriptor) -> Result<FlightInfo, Status> {
+    fn flight_info(
+        &self,
+        schema: &Schema,
+        ticket: &TicketBody,
+        descriptor: FlightDescriptor,
+    ) -> Result<FlightInfo, Status> {
         let handle = serde_json::to_vec(ticket).map_err(internal)?;
         let ticket = Ticket {
             ticket: TicketStatementQuery {
@@ -157,7 +173,12 @@ impl PolderFlightSql {
     }
 
     /// The flight info of `sql`: a query's result schema, or a command run now.
-    async fn info_for_sql(&self, sql: &str, params: Option<Vec<ScalarValue>>, descriptor: FlightDescriptor) -> Result<FlightInfo, Status> {
+    async fn info_for_sql(
+        &self,
+        sql: &str,
+        params: Option<Vec<ScalarValue>>,
+        descriptor: FlightDescriptor,
+    ) -> Result<FlightInfo, Status> {
         self.engine.sync().await.map_err(status)?;
         let statement = self.single_statement(sql)?;
         if !Self::is_query(&statement) {
@@ -183,36 +204,56 @@ impl PolderFlightSql {
     }
 
     /// Runs a statement once per parameter row and returns the rows it changed in all.
-    async fn run_with_parameters(&self, statement: DFStatement, rows: Vec<Vec<ScalarValue>>) -> Result<u64, Status> {
+    async fn run_with_parameters(
+        &self,
+        statement: DFStatement,
+        rows: Vec<Vec<ScalarValue>>,
+    ) -> Result<u64, Status> {
         let started = Instant::now();
         let mut changed = 0u64;
         for values in rows {
-            let plan = self.plan(statement.clone(), (!values.is_empty()).then_some(&values)).await?;
+            let plan = self
+                .plan(statement.clone(), (!values.is_empty()).then_some(&values))
+                .await?;
             let result = self.engine.execute_plan(plan).await;
             if let Err(err) = &result {
                 record_statement(Interface::FlightSql, started.elapsed(), Some(err.kind()));
             }
             match result.map_err(status)? {
                 StatementOutput::Command(outcome) => changed += outcome.rows.unwrap_or(0),
-                StatementOutput::Query(_) => return Err(Status::invalid_argument("use a query execution for a SELECT")),
+                StatementOutput::Query(_) => {
+                    return Err(Status::invalid_argument(
+                        "use a query execution for a SELECT",
+                    ));
+                }
             }
         }
         record_statement(Interface::FlightSql, started.elapsed(), None);
         Ok(changed)
     }
 
-    async fn plan(&self, statement: DFStatement, params: Option<&Vec<ScalarValue>>) -> Result<LogicalPlan, Status> {
+    async fn plan(
+        &self,
+        statement: DFStatement,
+        params: Option<&Vec<ScalarValue>>,
+    ) -> Result<LogicalPlan, Status> {
         let plan = self.engine.plan(statement).await.map_err(status)?;
         match params {
             Some(values) => plan
-                .replace_params_with_values(&ParamValues::List(values.iter().cloned().map(Into::into).collect()))
+                .replace_params_with_values(&ParamValues::List(
+                    values.iter().cloned().map(Into::into).collect(),
+                ))
                 .map_err(|e| status(EngineError::from(e))),
             None => Ok(plan),
         }
     }
 
     /// Streams a query's result.
-    async fn stream_query(&self, sql: &str, params: Option<Vec<ScalarValue>>) -> Result<DoGetStream, Status> {
+    async fn stream_query(
+        &self,
+        sql: &str,
+        params: Option<Vec<ScalarValue>>,
+    ) -> Result<DoGetStream, Status> {
         let started = Instant::now();
         self.engine.sync().await.map_err(status)?;
         let statement = self.single_statement(sql)?;
@@ -251,15 +292,25 @@ impl PolderFlightSql {
     }
 
     /// Every (schema, table, kind) the catalog holds, with the table's Arrow schema when asked.
-    async fn tables(&self, with_schema: bool) -> Result<Vec<(String, String, &'static str, Schema)>, Status> {
+    async fn tables(
+        &self,
+        with_schema: bool,
+    ) -> Result<Vec<(String, String, &'static str, Schema)>, Status> {
         self.engine.sync().await.map_err(status)?;
         let description = self.engine.describe_catalog().await.map_err(status)?;
         let mut tables = Vec::new();
         for schema in description.schemas {
             for table in schema.tables {
-                let kind = if table.kind == "view" { "VIEW" } else { "TABLE" };
+                let kind = if table.kind == "view" {
+                    "VIEW"
+                } else {
+                    "TABLE"
+                };
                 let arrow_schema = if with_schema {
-                    let reference = datafusion::common::TableReference::partial(schema.name.as_str(), table.name.as_str());
+                    let reference = datafusion::common::TableReference::partial(
+                        schema.name.as_str(),
+                        table.name.as_str(),
+                    );
                     match self.engine.session().table_provider(reference).await {
                         Ok(provider) => provider.schema().as_ref().clone(),
                         Err(_) => Schema::empty(),
@@ -299,7 +350,10 @@ impl CountedStream {
 impl Stream for CountedStream {
     type Item = Result<RecordBatch, FlightError>;
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Self::Item>> {
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
         let polled = self.inner.poll_next_unpin(cx);
         match polled {
             std::task::Poll::Ready(Some(Ok(batch))) => {
@@ -310,7 +364,11 @@ impl Stream for CountedStream {
             std::task::Poll::Ready(Some(Err(err))) => {
                 self.done = true;
                 let err = EngineError::from(err);
-                record_statement(Interface::FlightSql, self.started.elapsed(), Some(err.kind()));
+                record_statement(
+                    Interface::FlightSql,
+                    self.started.elapsed(),
+                    Some(err.kind()),
+                );
                 std::task::Poll::Ready(Some(Err(FlightError::Tonic(Box::new(status(err))))))
             }
             std::task::Poll::Ready(None) => {
@@ -329,7 +387,11 @@ impl Stream for CountedStream {
 impl Drop for CountedStream {
     fn drop(&mut self) {
         if !self.done {
-            record_statement(Interface::FlightSql, self.started.elapsed(), Some(ErrorKind::Cancelled));
+            record_statement(
+                Interface::FlightSql,
+                self.started.elapsed(),
+                Some(ErrorKind::Cancelled),
+            );
         }
     }
 }
@@ -382,7 +444,10 @@ async fn read_batches(stream: PeekableFlightDataStream) -> Result<Vec<RecordBatc
     let stream = arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(
         stream.map_err(FlightError::from),
     );
-    stream.try_collect().await.map_err(|e| Status::invalid_argument(e.to_string()))
+    stream
+        .try_collect()
+        .await
+        .map_err(|e| Status::invalid_argument(e.to_string()))
 }
 
 fn schema_bytes(schema: &Schema) -> Result<bytes::Bytes, Status> {
@@ -399,7 +464,10 @@ impl FlightSqlService for PolderFlightSql {
     async fn do_handshake(
         &self,
         _request: Request<Streaming<HandshakeRequest>>,
-    ) -> Result<Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>>, Status> {
+    ) -> Result<
+        Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>>,
+        Status,
+    > {
         // No authentication yet (the listener binds to loopback by default).
         let response = HandshakeResponse {
             protocol_version: 0,
@@ -414,17 +482,28 @@ impl FlightSqlService for PolderFlightSql {
         query: CommandStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let info = self.info_for_sql(&query.query, None, request.into_inner()).await?;
+        let info = self
+            .info_for_sql(&query.query, None, request.into_inner())
+            .await?;
         Ok(Response::new(info))
     }
 
-    async fn do_get_statement(&self, ticket: TicketStatementQuery, _request: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
+    async fn do_get_statement(
+        &self,
+        ticket: TicketStatementQuery,
+        _request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
         let body: TicketBody = serde_json::from_slice(&ticket.statement_handle)
             .map_err(|e| Status::invalid_argument(format!("invalid ticket: {e}")))?;
         match body {
             TicketBody::Query { sql, params } => {
                 let params = match params {
-                    Some(values) => Some(values.iter().map(scalar_from_json).collect::<Result<Vec<_>, _>>()?),
+                    Some(values) => Some(
+                        values
+                            .iter()
+                            .map(scalar_from_json)
+                            .collect::<Result<Vec<_>, _>>()?,
+                    ),
                     None => None,
                 };
                 Ok(Response::new(self.stream_query(&sql, params).await?))
@@ -441,7 +520,11 @@ impl FlightSqlService for PolderFlightSql {
         }
     }
 
-    async fn do_put_statement_update(&self, command: CommandStatementUpdate, _request: Request<PeekableFlightDataStream>) -> Result<i64, Status> {
+    async fn do_put_statement_update(
+        &self,
+        command: CommandStatementUpdate,
+        _request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
         self.engine.sync().await.map_err(status)?;
         let statement = self.single_statement(&command.query)?;
         match self.run_command(statement).await? {
@@ -459,12 +542,20 @@ impl FlightSqlService for PolderFlightSql {
         let statement = self.single_statement(&query.query)?;
         let (dataset_schema, parameter_schema) = if Self::is_query(&statement) {
             let plan = self.engine.plan(statement).await.map_err(status)?;
-            let parameters = plan.get_parameter_types().map_err(|e| status(EngineError::from(e)))?;
+            let parameters = plan
+                .get_parameter_types()
+                .map_err(|e| status(EngineError::from(e)))?;
             let mut names: Vec<_> = parameters.into_iter().collect();
-            names.sort_by_key(|(name, _)| name.trim_start_matches('$').parse::<usize>().unwrap_or(usize::MAX));
+            names.sort_by_key(|(name, _)| {
+                name.trim_start_matches('$')
+                    .parse::<usize>()
+                    .unwrap_or(usize::MAX)
+            });
             let fields: Vec<Field> = names
                 .into_iter()
-                .map(|(name, data_type)| Field::new(name, data_type.unwrap_or(DataType::Utf8), true))
+                .map(|(name, data_type)| {
+                    Field::new(name, data_type.unwrap_or(DataType::Utf8), true)
+                })
                 .collect();
             (plan.schema().as_arrow().clone(), Schema::new(fields))
         } else {
@@ -485,7 +576,11 @@ impl FlightSqlService for PolderFlightSql {
         })
     }
 
-    async fn do_action_close_prepared_statement(&self, query: ActionClosePreparedStatementRequest, _request: Request<Action>) -> Result<(), Status> {
+    async fn do_action_close_prepared_statement(
+        &self,
+        query: ActionClosePreparedStatementRequest,
+        _request: Request<Action>,
+    ) -> Result<(), Status> {
         let handle = String::from_utf8_lossy(&query.prepared_statement_handle).to_string();
         self.prepared.lock().expect("prepared lock").remove(&handle);
         Ok(())
@@ -522,7 +617,9 @@ impl FlightSqlService for PolderFlightSql {
                 .ok_or_else(|| Status::not_found(format!("no prepared statement {handle}")))?;
             (entry.sql.clone(), entry.params.clone())
         };
-        let info = self.info_for_sql(&sql, params, request.into_inner()).await?;
+        let info = self
+            .info_for_sql(&sql, params, request.into_inner())
+            .await?;
         Ok(Response::new(info))
     }
 
@@ -550,11 +647,23 @@ impl FlightSqlService for PolderFlightSql {
         Ok(changed as i64)
     }
 
-    async fn get_flight_info_catalogs(&self, query: CommandGetCatalogs, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
-        metadata_info(&query.into_builder().schema(), query_ticket(CommandGetCatalogs {}.as_any()), request)
+    async fn get_flight_info_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        metadata_info(
+            &query.into_builder().schema(),
+            query_ticket(CommandGetCatalogs {}.as_any()),
+            request,
+        )
     }
 
-    async fn do_get_catalogs(&self, query: CommandGetCatalogs, _request: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
+    async fn do_get_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        _request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
         let mut builder = query.into_builder();
         builder.append(CATALOG_NAME);
         let schema = builder.schema();
@@ -562,12 +671,20 @@ impl FlightSqlService for PolderFlightSql {
         Ok(Response::new(Self::batch_stream(schema, batch)))
     }
 
-    async fn get_flight_info_schemas(&self, query: CommandGetDbSchemas, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+    async fn get_flight_info_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
         let schema = query.clone().into_builder().schema();
         metadata_info(&schema, query_ticket(query.as_any()), request)
     }
 
-    async fn do_get_schemas(&self, query: CommandGetDbSchemas, _request: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
+    async fn do_get_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        _request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
         self.engine.sync().await.map_err(status)?;
         let mut builder = query.into_builder();
         if let Some(catalog) = self.engine.session().catalog(CATALOG_NAME) {
@@ -582,12 +699,20 @@ impl FlightSqlService for PolderFlightSql {
         Ok(Response::new(Self::batch_stream(schema, batch)))
     }
 
-    async fn get_flight_info_tables(&self, query: CommandGetTables, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+    async fn get_flight_info_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
         let schema = query.clone().into_builder().schema();
         metadata_info(&schema, query_ticket(query.as_any()), request)
     }
 
-    async fn do_get_tables(&self, query: CommandGetTables, _request: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
+    async fn do_get_tables(
+        &self,
+        query: CommandGetTables,
+        _request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
         let tables = self.tables(query.include_schema).await?;
         let mut builder = query.into_builder();
         for (schema_name, table_name, kind, arrow_schema) in tables {
@@ -600,12 +725,24 @@ impl FlightSqlService for PolderFlightSql {
         Ok(Response::new(Self::batch_stream(schema, batch)))
     }
 
-    async fn get_flight_info_table_types(&self, query: CommandGetTableTypes, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+    async fn get_flight_info_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
         let schema = query.into_builder().schema();
-        metadata_info(&schema, query_ticket(CommandGetTableTypes {}.as_any()), request)
+        metadata_info(
+            &schema,
+            query_ticket(CommandGetTableTypes {}.as_any()),
+            request,
+        )
     }
 
-    async fn do_get_table_types(&self, query: CommandGetTableTypes, _request: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
+    async fn do_get_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        _request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
         let mut builder = query.into_builder();
         builder.append("TABLE");
         builder.append("VIEW");
@@ -614,12 +751,20 @@ impl FlightSqlService for PolderFlightSql {
         Ok(Response::new(Self::batch_stream(schema, batch)))
     }
 
-    async fn get_flight_info_sql_info(&self, query: CommandGetSqlInfo, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+    async fn get_flight_info_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
         let schema = query.clone().into_builder(&self.sql_info).schema();
         metadata_info(&schema, query_ticket(query.as_any()), request)
     }
 
-    async fn do_get_sql_info(&self, query: CommandGetSqlInfo, _request: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
+    async fn do_get_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        _request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
         let builder = query.into_builder(&self.sql_info);
         let schema = builder.schema();
         let batch = builder.build().map_err(internal)?;
@@ -635,7 +780,11 @@ fn query_ticket(command: Any) -> Ticket {
     }
 }
 
-fn metadata_info(schema: &Schema, ticket: Ticket, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+fn metadata_info(
+    schema: &Schema,
+    ticket: Ticket,
+    request: Request<FlightDescriptor>,
+) -> Result<Response<FlightInfo>, Status> {
     let info = FlightInfo::new()
         .try_with_schema(schema)
         .map_err(internal)?

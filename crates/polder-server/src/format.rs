@@ -32,14 +32,19 @@ impl OutputFormat {
     /// The format an `Accept` header asks for, if it names one of ours.
     pub fn from_accept(accept: &str) -> Option<OutputFormat> {
         for part in accept.split(',') {
-            let media = part.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            let media = part
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
             let format = match media.as_str() {
                 "application/json" => OutputFormat::Json,
                 "text/csv" => OutputFormat::Csv,
                 "application/vnd.apache.arrow.stream" => OutputFormat::Arrow,
-                "application/vnd.apache.parquet" | "application/x-parquet" | "application/parquet" => {
-                    OutputFormat::Parquet
-                }
+                "application/vnd.apache.parquet"
+                | "application/x-parquet"
+                | "application/parquet" => OutputFormat::Parquet,
                 _ => continue,
             };
             return Some(format);
@@ -69,7 +74,10 @@ pub enum Encoder {
 const PARQUET_FLUSH_BYTES: usize = 32 * 1024 * 1024;
 
 impl Encoder {
-    pub fn new(format: OutputFormat, schema: &SchemaRef) -> Result<(Encoder, Bytes), arrow::error::ArrowError> {
+    pub fn new(
+        format: OutputFormat,
+        schema: &SchemaRef,
+    ) -> Result<(Encoder, Bytes), arrow::error::ArrowError> {
         match format {
             OutputFormat::Json => {
                 let columns: Vec<serde_json::Value> = schema
@@ -77,13 +85,26 @@ impl Encoder {
                     .iter()
                     .map(|f| serde_json::json!({"name": f.name(), "type": f.data_type().to_string()}))
                     .collect();
-                let head = format!("{{\"columns\":{},\"rows\":[", serde_json::Value::Array(columns));
-                Ok((Encoder::Json { rows: 0, first: true }, Bytes::from(head)))
+                let head = format!(
+                    "{{\"columns\":{},\"rows\":[",
+                    serde_json::Value::Array(columns)
+                );
+                Ok((
+                    Encoder::Json {
+                        rows: 0,
+                        first: true,
+                    },
+                    Bytes::from(head),
+                ))
             }
             OutputFormat::Csv => {
                 // A header even for an empty result, so clients know the columns.
                 let mut buffer = Vec::new();
-                let header: Vec<String> = schema.fields().iter().map(|f| csv_quote(f.name())).collect();
+                let header: Vec<String> = schema
+                    .fields()
+                    .iter()
+                    .map(|f| csv_quote(f.name()))
+                    .collect();
                 buffer.extend_from_slice(header.join(",").as_bytes());
                 buffer.push(b'\n');
                 Ok((Encoder::Csv { first: true }, Bytes::from(buffer)))
@@ -132,7 +153,9 @@ impl Encoder {
             Encoder::Csv { first } => {
                 let mut buffer = Vec::new();
                 {
-                    let mut writer = arrow::csv::WriterBuilder::new().with_header(false).build(&mut buffer);
+                    let mut writer = arrow::csv::WriterBuilder::new()
+                        .with_header(false)
+                        .build(&mut buffer);
                     writer.write(batch)?;
                 }
                 *first = false;
@@ -193,7 +216,11 @@ fn csv_quote(value: &str) -> String {
 }
 
 /// Encodes whole batches at once (for the CLI and tests).
-pub fn encode_all(format: OutputFormat, schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<u8>, arrow::error::ArrowError> {
+pub fn encode_all(
+    format: OutputFormat,
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+) -> Result<Vec<u8>, arrow::error::ArrowError> {
     let (mut encoder, head) = Encoder::new(format, schema)?;
     let mut out = head.to_vec();
     for batch in batches {
@@ -247,7 +274,8 @@ mod tests {
     #[test]
     fn csv_has_one_header() {
         let (schema, batches) = sample();
-        let text = String::from_utf8(encode_all(OutputFormat::Csv, &schema, &batches).unwrap()).unwrap();
+        let text =
+            String::from_utf8(encode_all(OutputFormat::Csv, &schema, &batches).unwrap()).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], "id,\"name, quoted\"");
         assert_eq!(lines.len(), 5);
@@ -258,22 +286,28 @@ mod tests {
     fn arrow_and_parquet_round_trip() {
         let (schema, batches) = sample();
         let ipc = encode_all(OutputFormat::Arrow, &schema, &batches).unwrap();
-        let reader = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(ipc), None).unwrap();
+        let reader =
+            arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(ipc), None).unwrap();
         let rows: usize = reader.map(|b| b.unwrap().num_rows()).sum();
         assert_eq!(rows, 4);
 
         let parquet_bytes = encode_all(OutputFormat::Parquet, &schema, &batches).unwrap();
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(Bytes::from(parquet_bytes))
-            .unwrap()
-            .build()
-            .unwrap();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            Bytes::from(parquet_bytes),
+        )
+        .unwrap()
+        .build()
+        .unwrap();
         let rows: usize = reader.map(|b| b.unwrap().num_rows()).sum();
         assert_eq!(rows, 4);
     }
 
     #[test]
     fn accept_headers_pick_formats() {
-        assert_eq!(OutputFormat::from_accept("text/csv"), Some(OutputFormat::Csv));
+        assert_eq!(
+            OutputFormat::from_accept("text/csv"),
+            Some(OutputFormat::Csv)
+        );
         assert_eq!(
             OutputFormat::from_accept("application/vnd.apache.arrow.stream, */*"),
             Some(OutputFormat::Arrow)

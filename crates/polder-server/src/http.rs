@@ -37,7 +37,10 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/metrics", get(prometheus))
         .route("/api/v1/sql", post(sql))
         .route("/api/v1/catalog", get(catalog))
-        .route("/api/v1/import", post(import).layer(DefaultBodyLimit::disable()))
+        .route(
+            "/api/v1/import",
+            post(import).layer(DefaultBodyLimit::disable()),
+        )
         .fallback(not_found)
         .with_state(state)
 }
@@ -48,7 +51,11 @@ pub(crate) fn error_response(kind: ErrorKind, message: &str, sqlstate: Option<&s
     if let Some(state) = sqlstate {
         error["sqlstate"] = serde_json::Value::String(state.to_string());
     }
-    (http_status(kind), axum::Json(serde_json::json!({ "error": error }))).into_response()
+    (
+        http_status(kind),
+        axum::Json(serde_json::json!({ "error": error })),
+    )
+        .into_response()
 }
 
 fn engine_error_response(err: &EngineError) -> Response {
@@ -92,7 +99,11 @@ async fn ready(State(state): State<AppState>) -> Response {
         "catalog": describe(&catalog),
         "lake": describe(&lake),
     });
-    let status = if all_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if all_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, axum::Json(body)).into_response()
 }
 
@@ -122,7 +133,11 @@ struct FormatParam {
     format: Option<String>,
 }
 
-fn choose_format(param: Option<&str>, body: Option<&str>, headers: &HeaderMap) -> Result<OutputFormat, Response> {
+fn choose_format(
+    param: Option<&str>,
+    body: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<OutputFormat, Response> {
     if let Some(name) = param.or(body) {
         return OutputFormat::from_name(name).ok_or_else(|| {
             error_response(
@@ -140,12 +155,21 @@ fn choose_format(param: Option<&str>, body: Option<&str>, headers: &HeaderMap) -
 }
 
 /// `POST /api/v1/sql`: runs the statements, answers with the last one's result.
-async fn sql(State(state): State<AppState>, Query(params): Query<FormatParam>, headers: HeaderMap, body: Bytes) -> Response {
+async fn sql(
+    State(state): State<AppState>,
+    Query(params): Query<FormatParam>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let started = Instant::now();
     let request: SqlRequest = match serde_json::from_slice(&body) {
         Ok(request) => request,
         Err(err) => {
-            record_statement(Interface::Http, started.elapsed(), Some(ErrorKind::InvalidInput));
+            record_statement(
+                Interface::Http,
+                started.elapsed(),
+                Some(ErrorKind::InvalidInput),
+            );
             return error_response(
                 ErrorKind::InvalidInput,
                 &format!("expected a JSON body {{\"sql\": \"...\"}}: {err}"),
@@ -153,7 +177,11 @@ async fn sql(State(state): State<AppState>, Query(params): Query<FormatParam>, h
             );
         }
     };
-    let format = match choose_format(params.format.as_deref(), request.format.as_deref(), &headers) {
+    let format = match choose_format(
+        params.format.as_deref(),
+        request.format.as_deref(),
+        &headers,
+    ) {
         Ok(format) => format,
         Err(response) => return response,
     };
@@ -172,7 +200,8 @@ async fn sql(State(state): State<AppState>, Query(params): Query<FormatParam>, h
         }
         Some(StatementOutput::Command(outcome)) => {
             record_statement(Interface::Http, started.elapsed(), None);
-            axum::Json(serde_json::json!({"command": outcome.tag, "rows_affected": outcome.rows})).into_response()
+            axum::Json(serde_json::json!({"command": outcome.tag, "rows_affected": outcome.rows}))
+                .into_response()
         }
         Some(StatementOutput::Query(frame)) => {
             let mut stream = match frame.execute_stream().await {
@@ -214,14 +243,20 @@ fn stream_response(
         let (mut encoder, head) = match Encoder::new(format, &schema) {
             Ok(pair) => pair,
             Err(err) => {
-                let _ = sender.send(Err(std::io::Error::other(err.to_string()))).await;
+                let _ = sender
+                    .send(Err(std::io::Error::other(err.to_string())))
+                    .await;
                 return;
             }
         };
         let mut rows = 0u64;
         let mut bytes = head.len() as u64;
         if sender.send(Ok(head)).await.is_err() {
-            record_statement(Interface::Http, started.elapsed(), Some(ErrorKind::Cancelled));
+            record_statement(
+                Interface::Http,
+                started.elapsed(),
+                Some(ErrorKind::Cancelled),
+            );
             return;
         }
         let mut failure: Option<EngineError> = None;
@@ -255,30 +290,44 @@ fn stream_response(
             }
             if sender.send(Ok(chunk)).await.is_err() {
                 tracing::debug!("http client went away during a result stream");
-                record_statement(Interface::Http, started.elapsed(), Some(ErrorKind::Cancelled));
+                record_statement(
+                    Interface::Http,
+                    started.elapsed(),
+                    Some(ErrorKind::Cancelled),
+                );
                 return;
             }
         }
         match &failure {
             Some(err) if format != OutputFormat::Json => {
-                let _ = sender.send(Err(std::io::Error::other(err.to_string()))).await;
+                let _ = sender
+                    .send(Err(std::io::Error::other(err.to_string())))
+                    .await;
             }
             _ => {
                 let message = failure.as_ref().map(|e| e.to_string());
-                let error = failure.as_ref().map(|e| (e.kind().code(), message.as_deref().unwrap_or("")));
+                let error = failure
+                    .as_ref()
+                    .map(|e| (e.kind().code(), message.as_deref().unwrap_or("")));
                 match encoder.end(error) {
                     Ok(tail) => {
                         bytes += tail.len() as u64;
                         let _ = sender.send(Ok(tail)).await;
                     }
                     Err(err) => {
-                        let _ = sender.send(Err(std::io::Error::other(err.to_string()))).await;
+                        let _ = sender
+                            .send(Err(std::io::Error::other(err.to_string())))
+                            .await;
                     }
                 }
             }
         }
         record_rows(Interface::Http, rows, bytes);
-        record_statement(Interface::Http, started.elapsed(), failure.as_ref().map(|e| e.kind()));
+        record_statement(
+            Interface::Http,
+            started.elapsed(),
+            failure.as_ref().map(|e| e.kind()),
+        );
     });
     let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(receiver));
     Response::builder()
@@ -310,7 +359,12 @@ struct ImportBody {
 /// `POST /api/v1/import`: either an uploaded file (`?table=s.t&format=csv`, the file as the
 /// body) or a JSON body `{"source": "s3://..." | "https://...", "table": "s.t"}`. Local paths of
 /// the server are not accepted: the server reads only what the client sends or names remotely.
-async fn import(State(state): State<AppState>, Query(params): Query<ImportParams>, headers: HeaderMap, body: Body) -> Response {
+async fn import(
+    State(state): State<AppState>,
+    Query(params): Query<ImportParams>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -332,7 +386,13 @@ async fn import(State(state): State<AppState>, Query(params): Query<ImportParams
         {
             return invalid("a server-side import reads s3:// or http(s):// sources; upload local files as the body".to_string());
         }
-        (request.source, request.table, request.format, request.mode, None)
+        (
+            request.source,
+            request.table,
+            request.format,
+            request.mode,
+            None,
+        )
     } else {
         let Some(table) = params.table.clone() else {
             return invalid("missing ?table=schema.table".to_string());
@@ -343,9 +403,11 @@ async fn import(State(state): State<AppState>, Query(params): Query<ImportParams
             .and_then(|name| name.split_once('.').map(|(_, ext)| ext.to_string()))
             .or_else(|| params.format.clone())
             .unwrap_or_else(|| "csv".to_string());
-        let upload_path = state
-            .upload_dir
-            .join(format!("upload-{}.{}", uuid::Uuid::new_v4().simple(), sanitize_extension(&extension)));
+        let upload_path = state.upload_dir.join(format!(
+            "upload-{}.{}",
+            uuid::Uuid::new_v4().simple(),
+            sanitize_extension(&extension)
+        ));
         if let Err(err) = save_upload(body, &upload_path).await {
             let _ = tokio::fs::remove_file(&upload_path).await;
             return invalid(format!("cannot receive the upload: {err}"));

@@ -16,12 +16,14 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use datafusion_postgres::datafusion_pg_catalog::pg_catalog::{context::EmptyContextProvider, setup_pg_catalog};
+use datafusion_postgres::datafusion_pg_catalog::pg_catalog::{
+    context::EmptyContextProvider, setup_pg_catalog,
+};
+use futures::StreamExt;
 use polder_core::CATALOG_NAME;
 use polder_engine::Engine;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
-use futures::StreamExt;
 
 pub use error::{ServerError, grpc_status, http_status};
 
@@ -44,11 +46,13 @@ pub struct RunningServer {
 }
 
 async fn bind(listener: &'static str, address: SocketAddr) -> Result<TcpListener, ServerError> {
-    TcpListener::bind(address).await.map_err(|e| ServerError::Bind {
-        listener,
-        address: address.to_string(),
-        message: e.to_string(),
-    })
+    TcpListener::bind(address)
+        .await
+        .map_err(|e| ServerError::Bind {
+            listener,
+            address: address.to_string(),
+            message: e.to_string(),
+        })
 }
 
 /// Adds what PostgreSQL clients expect to find (`pg_catalog`, `version()`, ...) to the
@@ -58,7 +62,8 @@ fn prepare_session_for_postgres(engine: &Engine) -> Result<(), ServerError> {
         listener: "postgres",
         message,
     };
-    setup_pg_catalog(engine.session(), CATALOG_NAME, EmptyContextProvider).map_err(|e| setup_error(e.to_string()))?;
+    setup_pg_catalog(engine.session(), CATALOG_NAME, EmptyContextProvider)
+        .map_err(|e| setup_error(e.to_string()))?;
     let state = engine.session().state_ref();
     let mut state = state.write();
     datafusion_postgres::datafusion_pg_functions::register_all(&mut *state);
@@ -69,7 +74,10 @@ fn prepare_session_for_postgres(engine: &Engine) -> Result<(), ServerError> {
 
 /// Binds all three listeners (failing before serving anything if one cannot bind) and starts
 /// serving.
-pub async fn start(engine: Arc<Engine>, options: ServerOptions) -> Result<RunningServer, ServerError> {
+pub async fn start(
+    engine: Arc<Engine>,
+    options: ServerOptions,
+) -> Result<RunningServer, ServerError> {
     let metrics_handle = metrics::install();
     prepare_session_for_postgres(&engine)?;
 
@@ -105,21 +113,24 @@ pub async fn start(engine: Arc<Engine>, options: ServerOptions) -> Result<Runnin
 
     let handlers = Arc::new(pg::PgHandlers::new(engine.clone()));
     tasks.spawn(async move {
-        pg::serve(pg_listener, handlers).await.map_err(|e| ServerError::Serve {
-            listener: "postgres",
-            message: e.to_string(),
-        })
+        pg::serve(pg_listener, handlers)
+            .await
+            .map_err(|e| ServerError::Serve {
+                listener: "postgres",
+                message: e.to_string(),
+            })
     });
 
     let flight_service = flight::PolderFlightSql::new(engine.clone()).into_service();
     tasks.spawn(async move {
         // Flight answers are small request/response exchanges: without TCP_NODELAY each one
         // waits for a delayed ACK (~40 ms).
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(flight_listener).map(|accepted| {
-            accepted.inspect(|stream| {
-                let _ = stream.set_nodelay(true);
-            })
-        });
+        let incoming =
+            tokio_stream::wrappers::TcpListenerStream::new(flight_listener).map(|accepted| {
+                accepted.inspect(|stream| {
+                    let _ = stream.set_nodelay(true);
+                })
+            });
         tonic::transport::Server::builder()
             .add_service(flight_service)
             .serve_with_incoming(incoming)

@@ -32,7 +32,10 @@ pub fn install() -> PrometheusHandle {
             let recorder = PrometheusBuilder::new()
                 .set_buckets_for_metric(
                     Matcher::Full("polder_query_duration_seconds".to_string()),
-                    &[0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0],
+                    &[
+                        0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                        60.0,
+                    ],
                 )
                 .expect("static bucket list is valid")
                 .build_recorder();
@@ -40,11 +43,23 @@ pub fn install() -> PrometheusHandle {
             if metrics::set_global_recorder(recorder).is_err() {
                 tracing::warn!("a metrics recorder was already installed; /metrics may be empty");
             }
-            metrics::describe_counter!("polder_queries_total", "statements run, by interface and outcome");
-            metrics::describe_counter!("polder_query_errors_total", "statements that failed, by interface and error kind");
-            metrics::describe_histogram!("polder_query_duration_seconds", "statement latency until the last row was sent");
+            metrics::describe_counter!(
+                "polder_queries_total",
+                "statements run, by interface and outcome"
+            );
+            metrics::describe_counter!(
+                "polder_query_errors_total",
+                "statements that failed, by interface and error kind"
+            );
+            metrics::describe_histogram!(
+                "polder_query_duration_seconds",
+                "statement latency until the last row was sent"
+            );
             metrics::describe_counter!("polder_rows_returned_total", "result rows sent to clients");
-            metrics::describe_counter!("polder_bytes_returned_total", "result bytes sent to clients");
+            metrics::describe_counter!(
+                "polder_bytes_returned_total",
+                "result bytes sent to clients"
+            );
             handle
         })
         .clone()
@@ -54,13 +69,16 @@ pub fn install() -> PrometheusHandle {
 pub fn record_statement(interface: Interface, elapsed: Duration, error: Option<ErrorKind>) {
     let outcome = if error.is_some() { "error" } else { "ok" };
     metrics::counter!("polder_queries_total", "interface" => interface.label(), "outcome" => outcome).increment(1);
-    metrics::histogram!("polder_query_duration_seconds", "interface" => interface.label()).record(elapsed.as_secs_f64());
+    metrics::histogram!("polder_query_duration_seconds", "interface" => interface.label())
+        .record(elapsed.as_secs_f64());
     if let Some(kind) = error {
         metrics::counter!("polder_query_errors_total", "interface" => interface.label(), "kind" => kind.code()).increment(1);
     }
 }
 
 pub fn record_rows(interface: Interface, rows: u64, bytes: u64) {
-    metrics::counter!("polder_rows_returned_total", "interface" => interface.label()).increment(rows);
-    metrics::counter!("polder_bytes_returned_total", "interface" => interface.label()).increment(bytes);
+    metrics::counter!("polder_rows_returned_total", "interface" => interface.label())
+        .increment(rows);
+    metrics::counter!("polder_bytes_returned_total", "interface" => interface.label())
+        .increment(bytes);
 }

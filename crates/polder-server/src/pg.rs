@@ -22,8 +22,8 @@ use datafusion_postgres::hooks::cursor::CursorStatementHook;
 use datafusion_postgres::hooks::set_show::SetShowHook;
 use datafusion_postgres::hooks::transactions::TransactionStatementHook;
 use datafusion_postgres::hooks::{HookClient, QueryHook};
-use datafusion_postgres::pgwire::api::auth::noop::NoopStartupHandler;
 use datafusion_postgres::pgwire::api::auth::StartupHandler;
+use datafusion_postgres::pgwire::api::auth::noop::NoopStartupHandler;
 use datafusion_postgres::pgwire::api::cancel::{CancelHandler, DefaultCancelHandler};
 use datafusion_postgres::pgwire::api::portal::{Format, Portal};
 use datafusion_postgres::pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
@@ -55,7 +55,9 @@ impl PgHandlers {
             Arc::new(CursorStatementHook),
             Arc::new(SetShowHook),
             Arc::new(TransactionStatementHook),
-            Arc::new(EngineHook { engine: engine.clone() }),
+            Arc::new(EngineHook {
+                engine: engine.clone(),
+            }),
         ];
         let session = Arc::new(engine.session().clone());
         let inner = Arc::new(DfSessionService::new_with_hooks(session, hooks));
@@ -65,7 +67,11 @@ impl PgHandlers {
         });
         let connections = Arc::new(ConnectionManager::new());
         PgHandlers {
-            query: Arc::new(PolderQueryHandler { engine, inner, parser }),
+            query: Arc::new(PolderQueryHandler {
+                engine,
+                inner,
+                parser,
+            }),
             startup: Arc::new(PolderStartup {
                 connections: connections.clone(),
             }),
@@ -148,7 +154,11 @@ impl SimpleQueryHandler for PolderQueryHandler {
         let rewritten = match prepare_sql(&self.engine, query).await {
             Ok(rewritten) => rewritten,
             Err(err) => {
-                record_statement(Interface::Postgres, started.elapsed(), Some(error_kind(&err)));
+                record_statement(
+                    Interface::Postgres,
+                    started.elapsed(),
+                    Some(error_kind(&err)),
+                );
                 return Err(err);
             }
         };
@@ -185,7 +195,8 @@ impl ExtendedQueryHandler for PolderQueryHandler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let started = Instant::now();
-        let result = ExtendedQueryHandler::do_query(self.inner.as_ref(), client, portal, max_rows).await;
+        let result =
+            ExtendedQueryHandler::do_query(self.inner.as_ref(), client, portal, max_rows).await;
         record_statement(
             Interface::Postgres,
             started.elapsed(),
@@ -204,7 +215,12 @@ pub(crate) struct PolderQueryParser {
 impl QueryParser for PolderQueryParser {
     type Statement = <Parser as QueryParser>::Statement;
 
-    async fn parse_sql<C>(&self, client: &C, sql: &str, types: &[Option<Type>]) -> PgWireResult<Option<Self::Statement>>
+    async fn parse_sql<C>(
+        &self,
+        client: &C,
+        sql: &str,
+        types: &[Option<Type>],
+    ) -> PgWireResult<Option<Self::Statement>>
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
@@ -218,7 +234,11 @@ impl QueryParser for PolderQueryParser {
         self.inner.get_parameter_types(statement)
     }
 
-    fn get_result_schema(&self, statement: &Self::Statement, column_format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
+    fn get_result_schema(
+        &self,
+        statement: &Self::Statement,
+        column_format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
         self.inner.get_result_schema(statement, column_format)
     }
 }
@@ -231,7 +251,10 @@ struct EngineHook {
 impl EngineHook {
     /// Statements DataFusion cannot even plan; they get a placeholder plan when prepared.
     fn needs_sql_text(statement: &Statement) -> bool {
-        matches!(statement, Statement::CreateView(_) | Statement::AlterTable(_))
+        matches!(
+            statement,
+            Statement::CreateView(_) | Statement::AlterTable(_)
+        )
     }
 
     async fn run_statement(&self, statement: &Statement) -> PgWireResult<Response> {
@@ -356,21 +379,32 @@ impl ErrorHandler for SqlStateErrors {
         C: ClientInfo,
     {
         if let PgWireError::ApiError(source) = error {
-            let converted = if let Some(df) = source.downcast_ref::<datafusion::error::DataFusionError>() {
-                let (kind, sqlstate) = polder_engine::classify(df);
-                tracing::debug!(kind = %kind, "postgres statement failed");
-                Some(ErrorInfo::new(
-                    "ERROR".to_string(),
-                    sqlstate.to_string(),
-                    polder_engine::datafusion_message(df),
-                ))
-            } else if let Some(parse) = source.downcast_ref::<datafusion::sql::sqlparser::parser::ParserError>() {
-                Some(ErrorInfo::new("ERROR".to_string(), "42601".to_string(), format!("syntax error: {parse}")))
-            } else {
-                source.downcast_ref::<EngineError>().map(|engine| {
-                    ErrorInfo::new("ERROR".to_string(), engine.sqlstate().to_string(), engine.to_string())
-                })
-            };
+            let converted =
+                if let Some(df) = source.downcast_ref::<datafusion::error::DataFusionError>() {
+                    let (kind, sqlstate) = polder_engine::classify(df);
+                    tracing::debug!(kind = %kind, "postgres statement failed");
+                    Some(ErrorInfo::new(
+                        "ERROR".to_string(),
+                        sqlstate.to_string(),
+                        polder_engine::datafusion_message(df),
+                    ))
+                } else if let Some(parse) =
+                    source.downcast_ref::<datafusion::sql::sqlparser::parser::ParserError>()
+                {
+                    Some(ErrorInfo::new(
+                        "ERROR".to_string(),
+                        "42601".to_string(),
+                        format!("syntax error: {parse}"),
+                    ))
+                } else {
+                    source.downcast_ref::<EngineError>().map(|engine| {
+                        ErrorInfo::new(
+                            "ERROR".to_string(),
+                            engine.sqlstate().to_string(),
+                            engine.to_string(),
+                        )
+                    })
+                };
             if let Some(info) = converted {
                 *error = PgWireError::UserError(Box::new(info));
             }
@@ -393,10 +427,12 @@ fn error_kind(error: &PgWireError) -> polder_core::ErrorKind {
             _ if info.code == "42P01" => ErrorKind::NotFound,
             _ => ErrorKind::InvalidInput,
         },
-        PgWireError::ApiError(source) => match source.downcast_ref::<datafusion::error::DataFusionError>() {
-            Some(df) => polder_engine::classify(df).0,
-            None => ErrorKind::Internal,
-        },
+        PgWireError::ApiError(source) => {
+            match source.downcast_ref::<datafusion::error::DataFusionError>() {
+                Some(df) => polder_engine::classify(df).0,
+                None => ErrorKind::Internal,
+            }
+        }
         _ => ErrorKind::Internal,
     }
 }

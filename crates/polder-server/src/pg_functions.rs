@@ -3,7 +3,9 @@
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Result, ScalarValue};
-use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility};
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
 use datafusion::prelude::SessionContext;
 
 /// The PostgreSQL version Polder's wire protocol speaks (the one pgwire announces).
@@ -19,7 +21,11 @@ struct Constant {
 
 impl Constant {
     fn new(name: &'static str, value: ScalarValue, signature: Signature) -> ScalarUDF {
-        ScalarUDF::from(Constant { name, value, signature })
+        ScalarUDF::from(Constant {
+            name,
+            value,
+            signature,
+        })
     }
 }
 
@@ -47,7 +53,10 @@ struct JsonBuildObject {
     signature: Signature,
 }
 
-fn json_value(array: &dyn datafusion::arrow::array::Array, row: usize) -> Result<serde_json::Value> {
+fn json_value(
+    array: &dyn datafusion::arrow::array::Array,
+    row: usize,
+) -> Result<serde_json::Value> {
     use datafusion::arrow::util::display::array_value_to_string;
     if array.is_null(row) {
         return Ok(serde_json::Value::Null);
@@ -82,7 +91,9 @@ impl ScalarUDFImpl for JsonBuildObject {
         use datafusion::arrow::array::StringBuilder;
         use datafusion::arrow::util::display::array_value_to_string;
         if args.args.len() % 2 != 0 {
-            return datafusion::common::plan_err!("json_build_object takes key/value pairs (an even number of arguments)");
+            return datafusion::common::plan_err!(
+                "json_build_object takes key/value pairs (an even number of arguments)"
+            );
         }
         let rows = args.number_rows;
         let arrays = args
@@ -114,15 +125,32 @@ pub fn register(session: &SessionContext) {
         std::env::consts::ARCH,
         std::env::consts::OS
     );
-    session.register_udf(Constant::new("version", ScalarValue::Utf8(Some(version)), Signature::nullary(Volatility::Immutable)));
+    session.register_udf(Constant::new(
+        "version",
+        ScalarValue::Utf8(Some(version)),
+        Signature::nullary(Volatility::Immutable),
+    ));
     // Polder tables have no serial columns and views answer through the catalog API; these
     // inspection helpers answer NULL, as PostgreSQL does for "none".
     for name in ["pg_get_serial_sequence", "pg_get_viewdef"] {
-        session.register_udf(Constant::new(name, ScalarValue::Utf8(None), Signature::variadic_any(Volatility::Stable)));
+        session.register_udf(Constant::new(
+            name,
+            ScalarValue::Utf8(None),
+            Signature::variadic_any(Volatility::Stable),
+        ));
     }
     // Everything in Polder's catalog is visible on the search path.
-    for name in ["pg_collation_is_visible", "pg_type_is_visible", "pg_function_is_visible", "pg_opclass_is_visible"] {
-        session.register_udf(Constant::new(name, ScalarValue::Boolean(Some(true)), Signature::variadic_any(Volatility::Stable)));
+    for name in [
+        "pg_collation_is_visible",
+        "pg_type_is_visible",
+        "pg_function_is_visible",
+        "pg_opclass_is_visible",
+    ] {
+        session.register_udf(Constant::new(
+            name,
+            ScalarValue::Boolean(Some(true)),
+            Signature::variadic_any(Volatility::Stable),
+        ));
     }
     session.register_udf(ScalarUDF::from(JsonBuildObject {
         signature: Signature::variadic_any(Volatility::Immutable),
@@ -130,6 +158,10 @@ pub fn register(session: &SessionContext) {
     // Type and relation lookups by name (psycopg looks for extension types such as hstore):
     // Polder has no such types, so the answer is NULL, PostgreSQL's "does not exist".
     for name in ["to_regtype", "to_regclass", "to_regproc", "to_regnamespace"] {
-        session.register_udf(Constant::new(name, ScalarValue::Int32(None), Signature::variadic_any(Volatility::Stable)));
+        session.register_udf(Constant::new(
+            name,
+            ScalarValue::Int32(None),
+            Signature::variadic_any(Volatility::Stable),
+        ));
     }
 }

@@ -36,7 +36,10 @@ pub async fn sql(server: &str, query: &str) -> anyhow::Result<SqlResult> {
     let client = reqwest::Client::new();
     let response = client
         .post(endpoint(server, "/api/v1/sql"))
-        .header(reqwest::header::ACCEPT, "application/vnd.apache.arrow.stream")
+        .header(
+            reqwest::header::ACCEPT,
+            "application/vnd.apache.arrow.stream",
+        )
         .json(&serde_json::json!({ "sql": query }))
         .send()
         .await
@@ -60,9 +63,18 @@ pub async fn sql(server: &str, query: &str) -> anyhow::Result<SqlResult> {
     })
 }
 
-pub async fn import(server: &str, source: &str, table: &TableName, format: Option<&str>, mode: &str) -> anyhow::Result<ImportReport> {
+pub async fn import(
+    server: &str,
+    source: &str,
+    table: &TableName,
+    format: Option<&str>,
+    mode: &str,
+) -> anyhow::Result<ImportReport> {
     let client = reqwest::Client::new();
-    if source.starts_with("s3://") || source.starts_with("http://") || source.starts_with("https://") {
+    if source.starts_with("s3://")
+        || source.starts_with("http://")
+        || source.starts_with("https://")
+    {
         let response = client
             .post(endpoint(server, "/api/v1/import"))
             .json(&serde_json::json!({"source": source, "table": table.to_string(), "format": format, "mode": mode}))
@@ -83,9 +95,11 @@ pub async fn import(server: &str, source: &str, table: &TableName, format: Optio
     let size = std::fs::metadata(file)?.len();
     let bar = ProgressBar::new(size);
     bar.set_style(
-        ProgressStyle::with_template("{spinner} uploading [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{spinner} uploading [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
     );
     let handle = tokio::fs::File::open(file).await?;
     let progress = bar.clone();
@@ -95,8 +109,15 @@ pub async fn import(server: &str, source: &str, table: &TableName, format: Optio
         }
         chunk
     });
-    let file_name = file.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-    let mut query: Vec<(&str, String)> = vec![("table", table.to_string()), ("mode", mode.to_string()), ("filename", file_name)];
+    let file_name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let mut query: Vec<(&str, String)> = vec![
+        ("table", table.to_string()),
+        ("mode", mode.to_string()),
+        ("filename", file_name),
+    ];
     if let Some(format) = format {
         query.push(("format", format.to_string()));
     }
@@ -113,7 +134,9 @@ pub async fn import(server: &str, source: &str, table: &TableName, format: Optio
 }
 
 /// Reads a file as a stream of chunks for an upload body.
-fn tokio_util_stream(file: tokio::fs::File) -> impl futures::Stream<Item = std::io::Result<bytes::Bytes>> {
+fn tokio_util_stream(
+    file: tokio::fs::File,
+) -> impl futures::Stream<Item = std::io::Result<bytes::Bytes>> {
     futures::stream::unfold(file, |mut file| async move {
         use tokio::io::AsyncReadExt;
         let mut buffer = vec![0u8; 256 * 1024];

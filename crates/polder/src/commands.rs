@@ -23,7 +23,9 @@ pub async fn serve(config: &Config, with_demo: bool) -> anyhow::Result<()> {
     let started = Instant::now();
     let engine = Arc::new(open_engine(config).await?);
     if with_demo {
-        demo::ensure_loaded(&engine).await.context("loading the demo dataset")?;
+        demo::ensure_loaded(&engine)
+            .await
+            .context("loading the demo dataset")?;
     }
     let upload_dir = config.data_dir.join("uploads");
     let server = polder_server::start(
@@ -66,13 +68,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {},
             _ = terminate.recv() => {},
@@ -84,7 +87,12 @@ async fn shutdown_signal() {
     }
 }
 
-pub async fn sql(config: &Config, query: &str, format: &str, server: Option<&str>) -> anyhow::Result<()> {
+pub async fn sql(
+    config: &Config,
+    query: &str,
+    format: &str,
+    server: Option<&str>,
+) -> anyhow::Result<()> {
     let query = if query == "-" {
         let mut text = String::new();
         std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)?;
@@ -107,9 +115,14 @@ pub async fn sql(config: &Config, query: &str, format: &str, server: Option<&str
     let count = outputs.len();
     for (index, output) in outputs.into_iter().enumerate() {
         match output {
-            StatementOutput::Command(outcome) => render_command(&mut stdout, &outcome.tag, outcome.rows)?,
+            StatementOutput::Command(outcome) => {
+                render_command(&mut stdout, &outcome.tag, outcome.rows)?
+            }
             StatementOutput::Query(frame) => {
-                let batches = frame.collect().await.map_err(polder_engine::EngineError::from)?;
+                let batches = frame
+                    .collect()
+                    .await
+                    .map_err(polder_engine::EngineError::from)?;
                 render_batches(&mut stdout, kind, &batches)?;
             }
         }
@@ -129,9 +142,11 @@ impl BarProgress {
     fn new() -> Self {
         let bar = ProgressBar::new(0);
         bar.set_style(
-            ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
         );
         bar.enable_steady_tick(Duration::from_millis(120));
         BarProgress { bar }
@@ -141,8 +156,10 @@ impl BarProgress {
 impl Progress for BarProgress {
     fn start(&self, files: usize, total_bytes: Option<u64>) {
         self.bar.set_length(total_bytes.unwrap_or(0));
-        self.bar
-            .set_message(format!("reading {files} file{}", if files == 1 { "" } else { "s" }));
+        self.bar.set_message(format!(
+            "reading {files} file{}",
+            if files == 1 { "" } else { "s" }
+        ));
     }
 
     fn advance(&self, bytes: u64) {
@@ -168,7 +185,14 @@ pub async fn import(config: &Config, args: &ImportArgs) -> anyhow::Result<()> {
     let mode: ImportMode = args.mode.parse().map_err(anyhow::Error::msg)?;
     let started = Instant::now();
     let report = if let Some(server) = &args.server {
-        client::import(server, &args.source, &table, args.format.as_deref(), &args.mode).await?
+        client::import(
+            server,
+            &args.source,
+            &table,
+            args.format.as_deref(),
+            &args.mode,
+        )
+        .await?
     } else {
         if args.delimiter.is_some_and(|d| !d.is_ascii()) {
             bail!("the delimiter must be one ASCII character");
@@ -188,7 +212,11 @@ pub async fn import(config: &Config, args: &ImportArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| "rows".to_string());
     println!(
         "{} {} into {} from {} file{} ({} bytes) in {:.1}s, table version {}",
-        if report.created { "created with" } else { "loaded" },
+        if report.created {
+            "created with"
+        } else {
+            "loaded"
+        },
         rows,
         report.table,
         report.files,

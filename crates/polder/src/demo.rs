@@ -5,11 +5,14 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Date32Array, Decimal128Array, Int32Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow::array::{
+    ArrayRef, Date32Array, Decimal128Array, Int32Array, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray,
+};
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::datasource::MemTable;
-use datafusion::logical_expr::LogicalPlanBuilder;
 use datafusion::datasource::provider_as_source;
+use datafusion::logical_expr::LogicalPlanBuilder;
 use polder_core::TableName;
 use polder_engine::{Engine, WriteMode};
 
@@ -44,15 +47,19 @@ impl Random {
 }
 
 const FIRST_NAMES: &[&str] = &[
-    "Anna", "Bram", "Chloé", "Daan", "Emma", "Finn", "Grace", "Hugo", "Iris", "Jonas", "Kira", "Lars", "Mila", "Noah",
-    "Olivia", "Pablo", "Quinn", "Rosa", "Sem", "Tess", "Uma", "Victor", "Wout", "Yara", "Zoë",
+    "Anna", "Bram", "Chloé", "Daan", "Emma", "Finn", "Grace", "Hugo", "Iris", "Jonas", "Kira",
+    "Lars", "Mila", "Noah", "Olivia", "Pablo", "Quinn", "Rosa", "Sem", "Tess", "Uma", "Victor",
+    "Wout", "Yara", "Zoë",
 ];
 const LAST_NAMES: &[&str] = &[
-    "de Vries", "Jansen", "Bakker", "Visser", "Smit", "Meijer", "Müller", "Dubois", "García", "Rossi", "Novak",
-    "Andersen", "Kowalski", "Silva", "O'Brien", "Nakamura",
+    "de Vries", "Jansen", "Bakker", "Visser", "Smit", "Meijer", "Müller", "Dubois", "García",
+    "Rossi", "Novak", "Andersen", "Kowalski", "Silva", "O'Brien", "Nakamura",
 ];
 const COUNTRIES: &[(&str, &[&str])] = &[
-    ("Netherlands", &["Amsterdam", "Rotterdam", "Utrecht", "Groningen"]),
+    (
+        "Netherlands",
+        &["Amsterdam", "Rotterdam", "Utrecht", "Groningen"],
+    ),
     ("Germany", &["Berlin", "Hamburg", "Munich", "Cologne"]),
     ("France", &["Paris", "Lyon", "Marseille"]),
     ("Belgium", &["Brussels", "Antwerp", "Ghent"]),
@@ -61,10 +68,29 @@ const COUNTRIES: &[(&str, &[&str])] = &[
     ("Denmark", &["Copenhagen", "Aarhus"]),
     ("Poland", &["Warsaw", "Kraków"]),
 ];
-const SEGMENTS: &[&str] = &["consumer", "consumer", "consumer", "small business", "enterprise"];
-const CATEGORIES: &[&str] = &["Bikes", "Components", "Clothing", "Accessories", "Helmets", "Lights", "Tools", "Nutrition"];
-const ADJECTIVES: &[&str] = &["Classic", "Urban", "Trail", "Pro", "Lite", "Storm", "Polder", "Dyke"];
-const NOUNS: &[&str] = &["Rider", "Commuter", "Explorer", "Runner", "Glider", "Sprinter"];
+const SEGMENTS: &[&str] = &[
+    "consumer",
+    "consumer",
+    "consumer",
+    "small business",
+    "enterprise",
+];
+const CATEGORIES: &[&str] = &[
+    "Bikes",
+    "Components",
+    "Clothing",
+    "Accessories",
+    "Helmets",
+    "Lights",
+    "Tools",
+    "Nutrition",
+];
+const ADJECTIVES: &[&str] = &[
+    "Classic", "Urban", "Trail", "Pro", "Lite", "Storm", "Polder", "Dyke",
+];
+const NOUNS: &[&str] = &[
+    "Rider", "Commuter", "Explorer", "Runner", "Glider", "Sprinter",
+];
 const CHANNELS: &[&str] = &["web", "web", "web", "mobile", "mobile", "store"];
 
 fn decimal(values: Vec<i128>, precision: u8, scale: i8) -> ArrayRef {
@@ -89,7 +115,12 @@ fn customers(random: &mut Random) -> RecordBatch {
         let first_name = random.pick(FIRST_NAMES);
         let last_name = random.pick(LAST_NAMES);
         let (country, city_list) = COUNTRIES[random.below(COUNTRIES.len())];
-        let handle = format!("{}.{}{}", first_name, last_name.replace([' ', '\''], ""), id);
+        let handle = format!(
+            "{}.{}{}",
+            first_name,
+            last_name.replace([' ', '\''], ""),
+            id
+        );
         // Raw data is messy on purpose: silver cleans the e-mail addresses.
         let email = if id % 7 == 0 {
             format!("  {}@Example.COM ", handle.to_uppercase())
@@ -152,7 +183,12 @@ fn products(random: &mut Random) -> (RecordBatch, Vec<i128>) {
         };
         let price = (base + random.below(base as usize) as i128) / 10 * 10 - 1;
         ids.push(id);
-        names.push(format!("{} {} {}", random.pick(ADJECTIVES), category.trim_end_matches('s'), random.pick(NOUNS)));
+        names.push(format!(
+            "{} {} {}",
+            random.pick(ADJECTIVES),
+            category.trim_end_matches('s'),
+            random.pick(NOUNS)
+        ));
         categories.push(category.to_string());
         prices.push(price);
         costs.push(price * (45 + random.below(25) as i128) / 100);
@@ -229,7 +265,11 @@ fn orders_and_lines(random: &mut Random, prices: &[i128]) -> (RecordBatch, Recor
     let order_schema = Arc::new(Schema::new(vec![
         Field::new("order_id", DataType::Int64, false),
         Field::new("customer_id", DataType::Int64, false),
-        Field::new("ordered_at", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false),
+        Field::new(
+            "ordered_at",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            false,
+        ),
         Field::new("status", DataType::Utf8, false),
         Field::new("channel", DataType::Utf8, false),
     ]));
@@ -346,7 +386,11 @@ const TRANSFORMS: &[(&str, &str)] = &[
 
 async fn exists(engine: &Engine, name: &str) -> anyhow::Result<bool> {
     let name = TableName::parse(name)?;
-    Ok(engine.catalog_store().get_table(&name.schema, &name.table).await?.is_some())
+    Ok(engine
+        .catalog_store()
+        .get_table(&name.schema, &name.table)
+        .await?
+        .is_some())
 }
 
 async fn load_bronze(engine: &Engine, name: &str, batch: RecordBatch) -> anyhow::Result<()> {
@@ -355,7 +399,8 @@ async fn load_bronze(engine: &Engine, name: &str, batch: RecordBatch) -> anyhow:
     }
     let schema = batch.schema();
     let table = MemTable::try_new(schema, vec![vec![batch]])?;
-    let plan = LogicalPlanBuilder::scan("demo", provider_as_source(Arc::new(table)), None)?.build()?;
+    let plan =
+        LogicalPlanBuilder::scan("demo", provider_as_source(Arc::new(table)), None)?.build()?;
     let state = Arc::new(engine.session().state());
     engine
         .write_table(&TableName::parse(name)?, plan, state, WriteMode::Create)
@@ -380,7 +425,9 @@ pub async fn ensure_loaded(engine: &Engine) -> anyhow::Result<()> {
         if exists(engine, name).await? {
             continue;
         }
-        engine.execute_sql(&format!("CREATE TABLE {name} AS {query}")).await?;
+        engine
+            .execute_sql(&format!("CREATE TABLE {name} AS {query}"))
+            .await?;
     }
     tracing::info!("demo dataset loaded: bronze.shop_*, silver.*, gold.*");
     Ok(())

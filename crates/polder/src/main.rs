@@ -13,7 +13,11 @@ use clap::{Args, Parser, Subcommand};
 use polder_core::{Config, ConfigLayer, LogFormat};
 
 #[derive(Debug, Parser)]
-#[command(name = "polder", version, about = "A data platform in one binary: Delta lake, SQL, PostgreSQL wire, Flight SQL")]
+#[command(
+    name = "polder",
+    version,
+    about = "A data platform in one binary: Delta lake, SQL, PostgreSQL wire, Flight SQL"
+)]
 struct Cli {
     #[command(flatten)]
     global: GlobalFlags,
@@ -148,7 +152,15 @@ fn log_directives(level: &str) -> String {
     if !is_bare_level {
         return level.to_string();
     }
-    let crates = ["polder", "polder_core", "polder_catalog", "polder_lake", "polder_engine", "polder_ingest", "polder_server"];
+    let crates = [
+        "polder",
+        "polder_core",
+        "polder_catalog",
+        "polder_lake",
+        "polder_engine",
+        "polder_ingest",
+        "polder_server",
+    ];
     let mut directives = vec!["warn".to_string()];
     directives.extend(crates.iter().map(|name| format!("{name}={level}")));
     directives.join(",")
@@ -156,8 +168,11 @@ fn log_directives(level: &str) -> String {
 
 fn init_logging(config: &Config) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_new(log_directives(&config.log_level)).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = EnvFilter::try_new(log_directives(&config.log_level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match config.log_format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -166,7 +181,10 @@ fn init_logging(config: &Config) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("error: cannot start the async runtime: {err}");

@@ -21,7 +21,11 @@ impl OutputKind {
     }
 }
 
-pub fn render_batches(out: &mut impl Write, kind: OutputKind, batches: &[RecordBatch]) -> anyhow::Result<()> {
+pub fn render_batches(
+    out: &mut impl Write,
+    kind: OutputKind,
+    batches: &[RecordBatch],
+) -> anyhow::Result<()> {
     match kind {
         OutputKind::Table => {
             let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
@@ -29,11 +33,17 @@ pub fn render_batches(out: &mut impl Write, kind: OutputKind, batches: &[RecordB
                 writeln!(out, "(0 rows)")?;
                 return Ok(());
             }
-            writeln!(out, "{}", arrow::util::pretty::pretty_format_batches(batches)?)?;
+            writeln!(
+                out,
+                "{}",
+                arrow::util::pretty::pretty_format_batches(batches)?
+            )?;
             writeln!(out, "({rows} row{})", if rows == 1 { "" } else { "s" })?;
         }
         OutputKind::Csv => {
-            let mut writer = arrow::csv::WriterBuilder::new().with_header(true).build(&mut *out);
+            let mut writer = arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(&mut *out);
             for batch in batches {
                 writer.write(batch)?;
             }

@@ -64,12 +64,26 @@ impl Server {
         if config.demo {
             args.push("--demo".to_string());
         }
-        let server = Server::spawn(data_dir, args, config.env.clone(), free_port(), free_port(), free_port());
+        let server = Server::spawn(
+            data_dir,
+            args,
+            config.env.clone(),
+            free_port(),
+            free_port(),
+            free_port(),
+        );
         server.wait_ready();
         server
     }
 
-    fn spawn(data_dir: &Path, args: Vec<String>, env: Vec<(String, String)>, http: u16, pg: u16, flight: u16) -> Server {
+    fn spawn(
+        data_dir: &Path,
+        args: Vec<String>,
+        env: Vec<(String, String)>,
+        http: u16,
+        pg: u16,
+        flight: u16,
+    ) -> Server {
         std::fs::create_dir_all(data_dir).unwrap();
         let log = data_dir.join(format!("server-{http}.log"));
         let child = spawn_serve(data_dir, &args, &env, http, pg, flight, &log);
@@ -117,7 +131,10 @@ impl Server {
 
     /// `kill -9`: no chance to clean up.
     pub fn kill9(&mut self) {
-        let _ = Command::new("kill").arg("-9").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-9")
+            .arg(self.child.id().to_string())
+            .status();
         let _ = self.child.wait();
     }
 
@@ -125,14 +142,27 @@ impl Server {
     pub fn restart(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        self.child = spawn_serve(&self.data_dir, &self.args, &self.env, self.http, self.pg, self.flight, &self.log);
+        self.child = spawn_serve(
+            &self.data_dir,
+            &self.args,
+            &self.env,
+            self.http,
+            self.pg,
+            self.flight,
+            &self.log,
+        );
         self.wait_ready();
     }
 
     /// Runs SQL over HTTP and returns the JSON answer (panics on transport errors only).
     pub fn sql(&self, sql: &str) -> (u16, serde_json::Value) {
         let body = serde_json::json!({ "sql": sql }).to_string();
-        let (status, text) = http_request("POST", &format!("{}/api/v1/sql", self.url()), &[("content-type", "application/json")], body.as_bytes());
+        let (status, text) = http_request(
+            "POST",
+            &format!("{}/api/v1/sql", self.url()),
+            &[("content-type", "application/json")],
+            body.as_bytes(),
+        );
         let value = serde_json::from_slice(&text).unwrap_or(serde_json::Value::Null);
         (status, value)
     }
@@ -171,7 +201,11 @@ fn spawn_serve(
     flight: u16,
     log: &Path,
 ) -> Child {
-    let log_file = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
     let mut command = Command::new(POLDER);
     command
         .arg("serve")
@@ -202,17 +236,33 @@ impl Drop for Server {
 
 /// A minimal blocking HTTP client over `std::net` (keeps the test helpers free of an async
 /// runtime where none is needed).
-pub fn http_request(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, Vec<u8>) {
+pub fn http_request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, Vec<u8>) {
     try_http_request(method, url, headers, body).unwrap_or_else(|e| panic!("{method} {url}: {e}"))
 }
 
-pub fn try_http_request(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> std::io::Result<(u16, Vec<u8>)> {
+pub fn try_http_request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<(u16, Vec<u8>)> {
     use std::io::{Read, Write};
     let rest = url.strip_prefix("http://").expect("http url");
-    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".to_string()));
+    let (host, path) = rest
+        .split_once('/')
+        .map(|(h, p)| (h, format!("/{p}")))
+        .unwrap_or((rest, "/".to_string()));
     let mut stream = std::net::TcpStream::connect(host)?;
     stream.set_read_timeout(Some(Duration::from_secs(300)))?;
-    let mut request = format!("{method} {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\ncontent-length: {}\r\n", body.len());
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\ncontent-length: {}\r\n",
+        body.len()
+    );
     for (key, value) in headers {
         request.push_str(&format!("{key}: {value}\r\n"));
     }
@@ -233,7 +283,10 @@ pub fn try_http_request(method: &str, url: &str, headers: &[(&str, &str)], body:
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| std::io::Error::other("no http status"))?;
     let mut body = response[header_end..].to_vec();
-    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         body = dechunk(&body);
     }
     Ok((status, body))
@@ -245,7 +298,8 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
         let Some(line_end) = data.windows(2).position(|w| w == b"\r\n") else {
             break;
         };
-        let size = usize::from_str_radix(String::from_utf8_lossy(&data[..line_end]).trim(), 16).unwrap_or(0);
+        let size = usize::from_str_radix(String::from_utf8_lossy(&data[..line_end]).trim(), 16)
+            .unwrap_or(0);
         if size == 0 {
             break;
         }
@@ -297,11 +351,23 @@ impl S3Server {
         let port = free_port();
         let python = python();
         let child = Command::new(&python)
-            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start moto's S3 server with {}: {e}; run tests/setup.sh first", python.display()));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start moto's S3 server with {}: {e}; run tests/setup.sh first",
+                    python.display()
+                )
+            });
         let endpoint = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(60);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -323,8 +389,16 @@ impl S3Server {
             "import boto3\ns3 = boto3.client('s3', endpoint_url='{}', aws_access_key_id='test', aws_secret_access_key='test-secret', region_name='us-east-1')\nresult = {statement}\nprint(result)",
             self.endpoint
         );
-        let output = Command::new(python()).arg("-c").arg(&script).output().expect("python runs");
-        assert!(output.status.success(), "boto3 failed: {}", String::from_utf8_lossy(&output.stderr));
+        let output = Command::new(python())
+            .arg("-c")
+            .arg(&script)
+            .output()
+            .expect("python runs");
+        assert!(
+            output.status.success(),
+            "boto3 failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         String::from_utf8_lossy(&output.stdout).to_string()
     }
 
@@ -332,7 +406,10 @@ impl S3Server {
     pub fn env(&self) -> Vec<(String, String)> {
         vec![
             ("AWS_ACCESS_KEY_ID".to_string(), "test".to_string()),
-            ("AWS_SECRET_ACCESS_KEY".to_string(), "test-secret".to_string()),
+            (
+                "AWS_SECRET_ACCESS_KEY".to_string(),
+                "test-secret".to_string(),
+            ),
             ("AWS_REGION".to_string(), "us-east-1".to_string()),
             ("POLDER_S3_ENDPOINT".to_string(), self.endpoint.clone()),
             ("POLDER_S3_PATH_STYLE".to_string(), "true".to_string()),
@@ -355,7 +432,9 @@ pub struct PgDatabase {
 fn psql_admin(sql: &str) -> std::process::Output {
     let admin = std::env::var("POLDER_TEST_PG_HOST").unwrap_or_else(|_| "127.0.0.1".to_string());
     Command::new("psql")
-        .args(["-h", &admin, "-p", "5432", "-U", "postgres", "-d", "postgres", "-X", "-q", "-c", sql])
+        .args([
+            "-h", &admin, "-p", "5432", "-U", "postgres", "-d", "postgres", "-X", "-q", "-c", sql,
+        ])
         .output()
         .expect("psql runs")
 }
@@ -364,7 +443,11 @@ impl PgDatabase {
     pub fn create() -> PgDatabase {
         let name = format!("polder_e2e_{}_{}", std::process::id(), free_port());
         let output = psql_admin(&format!("CREATE DATABASE {name}"));
-        assert!(output.status.success(), "PostgreSQL on 127.0.0.1:5432 is needed: {}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "PostgreSQL on 127.0.0.1:5432 is needed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         PgDatabase { name }
     }
 
@@ -375,6 +458,9 @@ impl PgDatabase {
 
 impl Drop for PgDatabase {
     fn drop(&mut self) {
-        let _ = psql_admin(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+        let _ = psql_admin(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ));
     }
 }

@@ -37,10 +37,13 @@ impl PgDatabase {
         for store in stores {
             store.pool.close().await;
         }
-        sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
-            .execute(&self.admin)
-            .await
-            .unwrap();
+        sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ))
+        .execute(&self.admin)
+        .await
+        .unwrap();
     }
 }
 
@@ -48,7 +51,10 @@ async fn exercise(store: &CatalogStore) {
     let snapshot = store.snapshot().await.unwrap();
     let names: Vec<_> = snapshot.schemas.iter().map(|s| s.name.as_str()).collect();
     for schema in DEFAULT_SCHEMAS {
-        assert!(names.contains(&schema), "default schema {schema} in {names:?}");
+        assert!(
+            names.contains(&schema),
+            "default schema {schema} in {names:?}"
+        );
     }
 
     let before = store.generation().await.unwrap();
@@ -87,11 +93,16 @@ async fn exercise(store: &CatalogStore) {
     ));
 
     let fetched = store.get_table("sales", "orders").await.unwrap().unwrap();
-    assert_eq!(fetched.location.as_deref(), Some("file:///lake/sales/orders"));
+    assert_eq!(
+        fetched.location.as_deref(),
+        Some("file:///lake/sales/orders")
+    );
     assert_eq!(fetched.kind, TableKind::Table);
 
     assert!(matches!(
-        store.drop_table("sales", "orders", Some(TableKind::View)).await,
+        store
+            .drop_table("sales", "orders", Some(TableKind::View))
+            .await,
         Err(CatalogError::WrongKind { .. })
     ));
     assert!(matches!(

@@ -59,7 +59,10 @@ async fn tables_have_versions_history_and_stats() {
 
     let now = lake.load_at(location, Utc::now()).await.unwrap();
     assert_eq!(now.version(), Some(1));
-    let err = lake.load_at(location, before_first_commit).await.unwrap_err();
+    let err = lake
+        .load_at(location, before_first_commit)
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
 
     let history = lake.history(&latest, None).await.unwrap();
