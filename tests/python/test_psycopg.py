@@ -277,7 +277,6 @@ NAMED_CURSOR_SCRIPT = textwrap.dedent(
 )
 
 
-@pytest.mark.xfail(strict=True, reason="known gap: DECLAREd cursors have no row description in datafusion-postgres 0.19, so psycopg server-side cursors fail; see docs/postgres-clients.md")
 def test_large_fetch_named_cursor(polder, pg):
     """A server-side cursor (DECLARE ... / FETCH FORWARD n). Run in a child process: psycopg's
     C extension segfaults when the server describes the cursor portal without row fields."""
@@ -295,7 +294,6 @@ def test_large_fetch_named_cursor(polder, pg):
     assert child.stdout.split() == [str(expected_rows), str(expected_quantity)]
 
 
-@pytest.mark.xfail(strict=True, reason="known gap: DECLAREd cursors have no row description in datafusion-postgres 0.19; see docs/postgres-clients.md")
 def test_named_cursor_is_described(polder):
     """Describe Portal on a cursor created by DECLARE must return its row description."""
     with polder.connect(autocommit=False) as conn:
@@ -431,3 +429,40 @@ def test_time_travel_timestamp_as_of_commit_time(pg, schema):
         if rows != states[version]:
             failures.append(f"version {version}: {sql!r} -> {rows}, expected {states[version]}")
     assert not failures, "\n".join(failures)
+
+
+def test_copy_to_stdout_text_csv_and_binary(pg, schema):
+    """COPY ... TO STDOUT streams a result in PostgreSQL's COPY formats (psql \\copy, ETL tools)."""
+    pg.execute(f"CREATE TABLE {schema}.copy_me (id BIGINT, label TEXT, amount DECIMAL(8, 2))")
+    pg.execute(f"INSERT INTO {schema}.copy_me VALUES (1, 'plain', 1.50), (2, 'tab\there', NULL), (3, 'comma, \"quoted\"', 3.00)")
+    expected = pg.execute(f"SELECT id, label, amount FROM {schema}.copy_me ORDER BY id").fetchall()
+
+    cur = pg.cursor()
+    with cur.copy(f"COPY (SELECT id, label, amount FROM {schema}.copy_me ORDER BY id) TO STDOUT") as copy:
+        text = b"".join(bytes(chunk) for chunk in copy).decode()
+    lines = text.splitlines()
+    assert len(lines) == 3
+    assert lines[0] == "1\tplain\t1.50"
+    assert lines[1].split("\t")[2] == "\\N", "NULL is \\N in text format"
+    assert "\\t" in lines[1], "a tab inside a value is escaped"
+
+    with cur.copy(f"COPY (SELECT id, label FROM {schema}.copy_me ORDER BY id) TO STDOUT WITH (FORMAT csv, HEADER)") as copy:
+        csv_text = b"".join(bytes(chunk) for chunk in copy).decode()
+    import csv, io
+    rows = list(csv.reader(io.StringIO(csv_text)))
+    assert rows[0] == ["id", "label"]
+    assert [(int(r[0]), r[1]) for r in rows[1:]] == [(row[0], row[1]) for row in expected]
+
+    # Binary COPY read back with typed loaders.
+    with cur.copy(f"COPY (SELECT id, label FROM {schema}.copy_me ORDER BY id) TO STDOUT (FORMAT BINARY)") as copy:
+        copy.set_types(["int8", "text"])
+        binary_rows = list(copy.rows())
+    assert binary_rows == [(row[0], row[1]) for row in expected]
+
+    # A table name works too, and a bad query is an error that leaves the connection usable.
+    with cur.copy(f"COPY {schema}.copy_me TO STDOUT") as copy:
+        assert len(b"".join(bytes(chunk) for chunk in copy).decode().splitlines()) == 3
+    with pytest.raises(psycopg.errors.UndefinedTable):
+        with cur.copy("COPY (SELECT * FROM no_such_table) TO STDOUT") as copy:
+            list(copy)
+    assert pg.execute("SELECT 1").fetchone() == (1,)

@@ -10,6 +10,8 @@ pub mod format;
 mod http;
 pub mod metrics;
 mod pg;
+mod pg_copy;
+mod pg_cursor;
 mod pg_functions;
 
 use std::net::SocketAddr;

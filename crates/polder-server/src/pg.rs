@@ -18,7 +18,6 @@ use datafusion::logical_expr::{EmptyRelation, LogicalPlan};
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::Statement;
-use datafusion_postgres::hooks::cursor::CursorStatementHook;
 use datafusion_postgres::hooks::set_show::SetShowHook;
 use datafusion_postgres::hooks::transactions::TransactionStatementHook;
 use datafusion_postgres::hooks::{HookClient, QueryHook};
@@ -41,6 +40,8 @@ use polder_engine::{Engine, EngineError, StatementOutput};
 use tokio::net::TcpListener;
 
 use crate::metrics::{Interface, record_statement};
+use crate::pg_copy;
+use crate::pg_cursor::CursorHook;
 
 /// Everything one PostgreSQL-wire listener needs; cloned into each connection.
 pub(crate) struct PgHandlers {
@@ -52,7 +53,7 @@ pub(crate) struct PgHandlers {
 impl PgHandlers {
     pub fn new(engine: Arc<Engine>) -> PgHandlers {
         let hooks: Vec<Arc<dyn QueryHook>> = vec![
-            Arc::new(CursorStatementHook),
+            Arc::new(CursorHook::new(engine.clone())),
             Arc::new(SetShowHook),
             Arc::new(TransactionStatementHook),
             Arc::new(EngineHook {
@@ -151,6 +152,14 @@ impl SimpleQueryHandler for PolderQueryHandler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let started = Instant::now();
+        if let Some((copy_query, options)) = pg_copy::parse_copy_to_stdout(query) {
+            if let Err(err) = self.engine.sync().await {
+                return Err(engine_error(err));
+            }
+            let result = pg_copy::copy_to_stdout(&self.engine, &copy_query, &options).await;
+            record_statement(Interface::Postgres, started.elapsed(), result.as_ref().err().map(error_kind));
+            return result.map(|response| vec![response]);
+        }
         let rewritten = match prepare_sql(&self.engine, query).await {
             Ok(rewritten) => rewritten,
             Err(err) => {
