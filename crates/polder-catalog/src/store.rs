@@ -168,6 +168,17 @@ pub struct CatalogSnapshot {
     pub tables: Vec<TableEntry>,
 }
 
+/// `SELECT <every column of polder_tables> FROM polder_tables <rest>`, in the order
+/// [`table_from_row`] reads them.
+macro_rules! select_tables {
+    ($rest:literal) => {
+        concat!(
+            "SELECT schema_name, name, kind, location, definition, created_at FROM polder_tables",
+            $rest
+        )
+    };
+}
+
 fn now_millis() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
@@ -319,11 +330,9 @@ impl CatalogStore {
         let schema_rows = sqlx::query("SELECT name, created_at FROM polder_schemas ORDER BY name")
             .fetch_all(&mut *tx)
             .await?;
-        let table_rows = sqlx::query(
-            "SELECT schema_name, name, kind, location, definition, created_at FROM polder_tables ORDER BY schema_name, name",
-        )
-        .fetch_all(&mut *tx)
-        .await?;
+        let table_rows = sqlx::query(select_tables!(" ORDER BY schema_name, name"))
+            .fetch_all(&mut *tx)
+            .await?;
         tx.commit().await?;
 
         let mut schemas = Vec::with_capacity(schema_rows.len());
@@ -377,12 +386,10 @@ impl CatalogStore {
         if !exists {
             return Err(CatalogError::SchemaNotFound(name.to_string()));
         }
-        let rows = sqlx::query(
-            "SELECT schema_name, name, kind, location, definition, created_at FROM polder_tables WHERE schema_name = $1",
-        )
-        .bind(name)
-        .fetch_all(&mut *tx)
-        .await?;
+        let rows = sqlx::query(select_tables!(" WHERE schema_name = $1"))
+            .bind(name)
+            .fetch_all(&mut *tx)
+            .await?;
         let mut dropped = Vec::with_capacity(rows.len());
         for row in &rows {
             dropped.push(table_from_row(row)?);
@@ -407,13 +414,11 @@ impl CatalogStore {
     }
 
     pub async fn get_table(&self, schema: &str, name: &str) -> Result<Option<TableEntry>> {
-        let row = sqlx::query(
-            "SELECT schema_name, name, kind, location, definition, created_at FROM polder_tables WHERE schema_name = $1 AND name = $2",
-        )
-        .bind(schema)
-        .bind(name)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = sqlx::query(select_tables!(" WHERE schema_name = $1 AND name = $2"))
+            .bind(schema)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(table_from_row).transpose()
     }
 
@@ -433,13 +438,11 @@ impl CatalogStore {
         if !schema_exists {
             return Err(CatalogError::SchemaNotFound(entry.schema.clone()));
         }
-        let existing = sqlx::query(
-            "SELECT schema_name, name, kind, location, definition, created_at FROM polder_tables WHERE schema_name = $1 AND name = $2",
-        )
-        .bind(&entry.schema)
-        .bind(&entry.name)
-        .fetch_optional(&mut *tx)
-        .await?;
+        let existing = sqlx::query(select_tables!(" WHERE schema_name = $1 AND name = $2"))
+            .bind(&entry.schema)
+            .bind(&entry.name)
+            .fetch_optional(&mut *tx)
+            .await?;
         let existing = existing.as_ref().map(table_from_row).transpose()?;
         if let Some(existing) = &existing {
             if !replace {
@@ -494,13 +497,11 @@ impl CatalogStore {
         expected: Option<TableKind>,
     ) -> Result<TableEntry> {
         let mut tx = self.pool.begin().await?;
-        let row = sqlx::query(
-            "SELECT schema_name, name, kind, location, definition, created_at FROM polder_tables WHERE schema_name = $1 AND name = $2",
-        )
-        .bind(schema)
-        .bind(name)
-        .fetch_optional(&mut *tx)
-        .await?;
+        let row = sqlx::query(select_tables!(" WHERE schema_name = $1 AND name = $2"))
+            .bind(schema)
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?;
         let Some(entry) = row.as_ref().map(table_from_row).transpose()? else {
             return Err(CatalogError::TableNotFound(format!("{schema}.{name}")));
         };

@@ -256,8 +256,20 @@ impl CatalogState {
                 return Ok(Arc::new(mem));
             }
         };
-        let provider =
-            PolderTable::try_new(entry.qualified_name(), table, writable, self.clone()).await?;
+        let session = self
+            .session
+            .read()
+            .expect("session lock")
+            .upgrade()
+            .map(|session| Arc::new(session.state()));
+        let provider = PolderTable::try_new(
+            entry.qualified_name(),
+            table,
+            writable,
+            self.clone(),
+            session,
+        )
+        .await?;
         Ok(Arc::new(provider))
     }
 

@@ -101,15 +101,8 @@ impl Engine {
                 }
                 .into());
             }
-            if existing.kind != TableKind::Table {
-                return Err(CatalogError::WrongKind {
-                    name: name.to_string(),
-                    actual: existing.kind,
-                    expected: TableKind::Table,
-                }
-                .into());
-            }
-            // CREATE OR REPLACE keeps the table's history: one overwrite commit with the new schema.
+            // CREATE OR REPLACE keeps the table's history: one overwrite commit with the new
+            // schema (`write_table` refuses to overwrite a view).
             let plan = if has_rows {
                 input.clone()
             } else {

@@ -112,16 +112,18 @@ impl Engine {
 
     pub async fn from_parts(store: CatalogStore, lake: Lake) -> Result<Engine> {
         let catalog = Arc::new(CatalogState::new(store, lake));
-        let mut config = SessionConfig::new()
+        // DataFusion's own tuning knobs (`DATAFUSION_EXECUTION_TARGET_PARTITIONS`, ...) are read
+        // from the environment; the settings below are the ones Polder relies on.
+        let base = SessionConfig::from_env().map_err(EngineError::DataFusion)?;
+        let mut config = base
             .with_information_schema(true)
             .with_default_catalog_and_schema(CATALOG_NAME, DEFAULT_SCHEMA)
             .with_create_default_catalog_and_schema(false);
         let options = config.options_mut();
         options.sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
-        // Strings read from Delta are Utf8; keep planning in the same type so that CREATE TABLE
-        // columns, literals and stored data agree for every client's type mapping.
+        // VARCHAR/TEXT columns are created as plain strings (Delta has one string type; reads
+        // come back as Utf8View, which DataFusion processes fastest).
         options.sql_parser.map_string_types_to_utf8view = false;
-        options.execution.parquet.schema_force_view_types = false;
         // Timestamps with a time zone (TIMESTAMPTZ, now()) are in UTC, as clients expect.
         options.execution.time_zone = Some("UTC".to_string());
         let state = SessionStateBuilder::new()
@@ -221,6 +223,14 @@ impl Engine {
             LogicalPlan::Dml(dml) => self.execute_dml(dml).await.map(StatementOutput::Command),
             LogicalPlan::Copy(_) => Err(EngineError::Unsupported(
                 "COPY ... TO; export results through the HTTP API or Flight SQL".to_string(),
+            )),
+            LogicalPlan::Statement(
+                datafusion::logical_expr::Statement::SetVariable(_)
+                | datafusion::logical_expr::Statement::ResetVariable(_),
+            ) => Err(EngineError::Unsupported(
+                "SET here: the engine's settings are shared by every client; \
+                 PostgreSQL-wire sessions keep their own SET values"
+                    .to_string(),
             )),
             LogicalPlan::Statement(datafusion::logical_expr::Statement::TransactionStart(_)) => {
                 Ok(StatementOutput::Command(CommandOutcome::new("BEGIN")))

@@ -676,7 +676,7 @@ mod tests {
         aggregate_catalog_subqueries(&mut defaults);
         assert_eq!(
             defaults.to_string(),
-            "SELECT NULL AS dflt FROM pg_catalog.pg_attribute AS a"
+            "SELECT NULL AS dflt FROM pg_catalog.pg_attribute a"
         );
     }
 

@@ -43,17 +43,21 @@ impl PolderTable {
         table: DeltaTable,
         writable: bool,
         catalog: Arc<CatalogState>,
+        session: Option<Arc<SessionState>>,
     ) -> Result<Self, EngineError> {
         let snapshot = table
             .snapshot()
             .map_err(|e| polder_lake::LakeError::from_delta(table.table_url().as_str(), e))?
             .snapshot()
             .clone();
-        let scan = table
-            .table_provider()
-            .with_eager_snapshot(snapshot)
-            .build()
-            .await?;
+        // With the session, the scan follows its Parquet settings (filter pushdown into the
+        // Parquet reader off, as DataFusion's default: evaluating filters after decoding is
+        // faster for most analytical queries).
+        let mut builder = table.table_provider().with_eager_snapshot(snapshot);
+        if let Some(session) = session {
+            builder = builder.with_session(session);
+        }
+        let scan = builder.build().await?;
         Ok(PolderTable {
             name,
             table,

@@ -49,6 +49,17 @@ impl LakeError {
             DeltaTableError::NotATable(_) | DeltaTableError::InvalidTableLocation(_) => {
                 LakeError::TableNotFound(location)
             }
+            // A local table whose directory is gone answers "not found" from the store, or
+            // delta-kernel's "invalid table location" (its error type is not re-exported by
+            // deltalake, hence the text).
+            DeltaTableError::ObjectStore {
+                source: object_store::Error::NotFound { .. },
+            } => LakeError::TableNotFound(location),
+            DeltaTableError::KernelError(ref kernel)
+                if kernel.to_string().starts_with("Invalid table location") =>
+            {
+                LakeError::TableNotFound(location)
+            }
             DeltaTableError::InvalidVersion(version) => LakeError::VersionNotFound(format!(
                 "version {version} of {location} does not exist"
             )),

@@ -157,7 +157,11 @@ impl SimpleQueryHandler for PolderQueryHandler {
                 return Err(engine_error(err));
             }
             let result = pg_copy::copy_to_stdout(&self.engine, &copy_query, &options).await;
-            record_statement(Interface::Postgres, started.elapsed(), result.as_ref().err().map(error_kind));
+            record_statement(
+                Interface::Postgres,
+                started.elapsed(),
+                result.as_ref().err().map(error_kind),
+            );
             return result.map(|response| vec![response]);
         }
         let rewritten = match prepare_sql(&self.engine, query).await {

@@ -9,20 +9,29 @@ use datafusion::sql::sqlparser::parser::Parser;
 use datafusion_postgres::arrow_pg::datatypes::arrow_schema_to_pg_fields;
 use datafusion_postgres::arrow_pg::encoder::encode_value;
 use datafusion_postgres::pgwire::api::portal::Format;
-use datafusion_postgres::pgwire::api::results::{CopyCsvOptions, CopyEncoder, CopyResponse, CopyTextOptions, Response};
+use datafusion_postgres::pgwire::api::results::{
+    CopyCsvOptions, CopyEncoder, CopyResponse, CopyTextOptions, Response,
+};
 use datafusion_postgres::pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use datafusion_postgres::pgwire::messages::copy::CopyData;
 use futures::StreamExt;
 use polder_engine::{Engine, PolderDialect, StatementOutput};
 
 fn user_error(code: &str, message: String) -> PgWireError {
-    PgWireError::UserError(Box::new(ErrorInfo::new("ERROR".to_string(), code.to_string(), message)))
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        "ERROR".to_string(),
+        code.to_string(),
+        message,
+    )))
 }
 
 /// How to write the rows.
 enum CopyFormat {
     Text(CopyTextOptions),
-    Csv { options: CopyCsvOptions, header: bool },
+    Csv {
+        options: CopyCsvOptions,
+        header: bool,
+    },
     Binary,
 }
 
@@ -41,8 +50,15 @@ fn copy_format(options: &[CopyOption]) -> PgWireResult<CopyFormat> {
             CopyOption::Null(text) => null = Some(text.clone()),
             CopyOption::Quote(c) => quote = Some(*c),
             CopyOption::Escape(c) => escape = Some(*c),
-            CopyOption::Encoding(encoding) if encoding.eq_ignore_ascii_case("utf8") || encoding.eq_ignore_ascii_case("utf-8") => {}
-            other => return Err(user_error("0A000", format!("COPY option {other} is not supported"))),
+            CopyOption::Encoding(encoding)
+                if encoding.eq_ignore_ascii_case("utf8")
+                    || encoding.eq_ignore_ascii_case("utf-8") => {}
+            other => {
+                return Err(user_error(
+                    "0A000",
+                    format!("COPY option {other} is not supported"),
+                ));
+            }
         }
     }
     match format.as_str() {
@@ -70,10 +86,16 @@ fn copy_format(options: &[CopyOption]) -> PgWireResult<CopyFormat> {
             if let Some(n) = null {
                 csv.null_string = n.into();
             }
-            Ok(CopyFormat::Csv { options: csv, header })
+            Ok(CopyFormat::Csv {
+                options: csv,
+                header,
+            })
         }
         "binary" => Ok(CopyFormat::Binary),
-        other => Err(user_error("22023", format!("COPY format \"{other}\" not recognized"))),
+        other => Err(user_error(
+            "22023",
+            format!("COPY format \"{other}\" not recognized"),
+        )),
     }
 }
 
@@ -95,11 +117,18 @@ pub(crate) fn parse_copy_to_stdout(sql: &str) -> Option<(String, Vec<CopyOption>
     };
     let query = match source {
         CopySource::Query(query) => query.to_string(),
-        CopySource::Table { table_name, columns } => {
+        CopySource::Table {
+            table_name,
+            columns,
+        } => {
             let list = if columns.is_empty() {
                 "*".to_string()
             } else {
-                columns.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", ")
+                columns
+                    .iter()
+                    .map(|c| c.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             };
             format!("SELECT {list} FROM {table_name}")
         }
@@ -108,44 +137,65 @@ pub(crate) fn parse_copy_to_stdout(sql: &str) -> Option<(String, Vec<CopyOption>
 }
 
 /// Runs the query and streams its rows as COPY data.
-pub(crate) async fn copy_to_stdout(engine: &Engine, query: &str, options: &[CopyOption]) -> PgWireResult<Response> {
+pub(crate) async fn copy_to_stdout(
+    engine: &Engine,
+    query: &str,
+    options: &[CopyOption],
+) -> PgWireResult<Response> {
     let format = copy_format(options)?;
-    let mut statements = engine.parse(query).map_err(|e| user_error(e.sqlstate(), e.to_string()))?;
+    let mut statements = engine
+        .parse(query)
+        .map_err(|e| user_error(e.sqlstate(), e.to_string()))?;
     let Some(statement) = statements.pop().filter(|_| statements.is_empty()) else {
-        return Err(user_error("42601", "COPY needs exactly one query".to_string()));
+        return Err(user_error(
+            "42601",
+            "COPY needs exactly one query".to_string(),
+        ));
     };
     let frame = match engine.execute(statement).await {
         Ok(StatementOutput::Query(frame)) => frame,
-        Ok(StatementOutput::Command(_)) => return Err(user_error("42601", "COPY needs a query".to_string())),
+        Ok(StatementOutput::Command(_)) => {
+            return Err(user_error("42601", "COPY needs a query".to_string()));
+        }
         Err(err) => return Err(user_error(err.sqlstate(), err.to_string())),
     };
-    let stream = frame
-        .execute_stream()
-        .await
-        .map_err(|e| {
-            let err = polder_engine::EngineError::from(e);
-            user_error(err.sqlstate(), err.to_string())
-        })?;
+    let stream = frame.execute_stream().await.map_err(|e| {
+        let err = polder_engine::EngineError::from(e);
+        user_error(err.sqlstate(), err.to_string())
+    })?;
     let arrow_schema = stream.schema();
     let wire_format = if matches!(format, CopyFormat::Binary) {
         Format::UnifiedBinary
     } else {
         Format::UnifiedText
     };
-    let fields = Arc::new(arrow_schema_to_pg_fields(&arrow_schema, &wire_format, None)?);
+    let fields = Arc::new(arrow_schema_to_pg_fields(
+        &arrow_schema,
+        &wire_format,
+        None,
+    )?);
     let columns = fields.len();
     let (format_code, header, mut encoder) = match format {
         CopyFormat::Text(options) => (0i8, None, CopyEncoder::new_text(fields.clone(), options)),
         CopyFormat::Csv { options, header } => {
             let header_line = header.then(|| {
-                let names: Vec<String> = arrow_schema.fields().iter().map(|f| f.name().clone()).collect();
+                let names: Vec<String> = arrow_schema
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().clone())
+                    .collect();
                 format!("{}\n", names.join(&*options.delimiter))
             });
-            (0i8, header_line, CopyEncoder::new_csv(fields.clone(), options))
+            (
+                0i8,
+                header_line,
+                CopyEncoder::new_csv(fields.clone(), options),
+            )
         }
         CopyFormat::Binary => (1i8, None, CopyEncoder::new_binary(fields.clone())),
     };
-    let header_stream = futures::stream::iter(header.map(|line| Ok(CopyData::new(line.into_bytes().into()))));
+    let header_stream =
+        futures::stream::iter(header.map(|line| Ok(CopyData::new(line.into_bytes().into()))));
     let rows = stream.flat_map(move |batch| {
         let encoded: Vec<PgWireResult<CopyData>> = match batch {
             Err(err) => {
@@ -157,7 +207,13 @@ pub(crate) async fn copy_to_stdout(engine: &Engine, query: &str, options: &[Copy
                 let schema = batch.schema();
                 'rows: for row in 0..batch.num_rows() {
                     for (index, column) in batch.columns().iter().enumerate() {
-                        if let Err(err) = encode_value(&mut encoder, column, row, schema.field(index), &fields[index]) {
+                        if let Err(err) = encode_value(
+                            &mut encoder,
+                            column,
+                            row,
+                            schema.field(index),
+                            &fields[index],
+                        ) {
                             out.push(Err(err));
                             break 'rows;
                         }
@@ -169,5 +225,9 @@ pub(crate) async fn copy_to_stdout(engine: &Engine, query: &str, options: &[Copy
         };
         futures::stream::iter(encoded)
     });
-    Ok(Response::CopyOut(CopyResponse::new(format_code, columns, header_stream.chain(rows))))
+    Ok(Response::CopyOut(CopyResponse::new(
+        format_code,
+        columns,
+        header_stream.chain(rows),
+    )))
 }

@@ -34,7 +34,11 @@ pub(crate) struct CursorHook {
 }
 
 fn user_error(code: &str, message: String) -> PgWireError {
-    PgWireError::UserError(Box::new(ErrorInfo::new("ERROR".to_string(), code.to_string(), message)))
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        "ERROR".to_string(),
+        code.to_string(),
+        message,
+    )))
 }
 
 fn empty_plan(schema: DFSchemaRef) -> LogicalPlan {
@@ -52,22 +56,38 @@ impl CursorHook {
         }
     }
 
-    async fn declare(&self, statement: &Statement, client: &mut dyn HookClient) -> PgWireResult<Response> {
+    async fn declare(
+        &self,
+        statement: &Statement,
+        client: &mut dyn HookClient,
+    ) -> PgWireResult<Response> {
         let Statement::Declare { stmts } = statement else {
             unreachable!("called for DECLARE only");
         };
         for declare in stmts {
             if declare.declare_type != Some(DeclareType::Cursor) {
-                return Err(user_error("0A000", "only DECLARE ... CURSOR FOR is supported".to_string()));
+                return Err(user_error(
+                    "0A000",
+                    "only DECLARE ... CURSOR FOR is supported".to_string(),
+                ));
             }
             if declare.scroll == Some(true) {
-                return Err(user_error("0A000", "cursors scroll forward only (NO SCROLL)".to_string()));
+                return Err(user_error(
+                    "0A000",
+                    "cursors scroll forward only (NO SCROLL)".to_string(),
+                ));
             }
             let Some(name) = declare.names.first().map(|n| n.value.clone()) else {
-                return Err(user_error("42601", "DECLARE needs a cursor name".to_string()));
+                return Err(user_error(
+                    "42601",
+                    "DECLARE needs a cursor name".to_string(),
+                ));
             };
             let Some(query) = &declare.for_query else {
-                return Err(user_error("42601", "DECLARE CURSOR needs FOR <query>".to_string()));
+                return Err(user_error(
+                    "42601",
+                    "DECLARE CURSOR needs FOR <query>".to_string(),
+                ));
             };
             let query_statement = Statement::Query(query.clone());
             let plan = self
@@ -100,8 +120,15 @@ impl CursorHook {
         Ok(Response::Execution(Tag::new("DECLARE CURSOR")))
     }
 
-    async fn fetch(&self, statement: &Statement, client: &mut dyn HookClient) -> PgWireResult<Response> {
-        let Statement::Fetch { name, direction, .. } = statement else {
+    async fn fetch(
+        &self,
+        statement: &Statement,
+        client: &mut dyn HookClient,
+    ) -> PgWireResult<Response> {
+        let Statement::Fetch {
+            name, direction, ..
+        } = statement
+        else {
             unreachable!("called for FETCH only");
         };
         let count = |value: &Value| match value {
@@ -115,13 +142,20 @@ impl CursorHook {
             }
             // pgwire fetches everything that is left for 0.
             FetchDirection::ForwardAll | FetchDirection::All => 0,
-            _ => return Err(user_error("0A000", "cursors scroll forward only".to_string())),
+            _ => {
+                return Err(user_error(
+                    "0A000",
+                    "cursors scroll forward only".to_string(),
+                ));
+            }
         };
         let portal = client
             .portal_store()
             .get_portal(&name.value)
             .and_then(|entry| entry.value().cloned())
-            .ok_or_else(|| user_error("34000", format!("cursor \"{}\" does not exist", name.value)))?;
+            .ok_or_else(|| {
+                user_error("34000", format!("cursor \"{}\" does not exist", name.value))
+            })?;
         let result = portal.fetch(max_rows).await?;
         Ok(Response::Query(result.response))
     }
@@ -145,7 +179,11 @@ impl CursorHook {
         Ok(Response::Execution(Tag::new("CLOSE CURSOR")))
     }
 
-    async fn run(&self, statement: &Statement, client: &mut dyn HookClient) -> Option<PgWireResult<Response>> {
+    async fn run(
+        &self,
+        statement: &Statement,
+        client: &mut dyn HookClient,
+    ) -> Option<PgWireResult<Response>> {
         match statement {
             Statement::Declare { .. } => Some(self.declare(statement, client).await),
             Statement::Fetch { .. } => Some(self.fetch(statement, client).await),
@@ -173,9 +211,9 @@ impl QueryHook for CursorHook {
         client: &(dyn ClientInfo + Send + Sync),
     ) -> Option<PgWireResult<LogicalPlan>> {
         match statement {
-            Statement::Declare { .. } | Statement::Close { .. } => {
-                Some(Ok(empty_plan(Arc::new(datafusion::common::DFSchema::empty()))))
-            }
+            Statement::Declare { .. } | Statement::Close { .. } => Some(Ok(empty_plan(Arc::new(
+                datafusion::common::DFSchema::empty(),
+            )))),
             // A FETCH describes as the rows of its cursor.
             Statement::Fetch { name, .. } => {
                 let schema = self

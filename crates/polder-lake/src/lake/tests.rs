@@ -79,10 +79,8 @@ async fn tables_have_versions_history_and_stats() {
 
     lake.delete_table(location).await.unwrap();
     assert!(!lake.exists(location).await.unwrap());
-    assert_eq!(
-        lake.load(location).await.unwrap_err().kind(),
-        ErrorKind::NotFound
-    );
+    let err = lake.load(location).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
 }
 
 #[tokio::test]
