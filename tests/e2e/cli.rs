@@ -240,6 +240,7 @@ fn import_files_embedded_and_through_the_server() {
         &server.url(),
     ]);
     let _ = file_server.kill();
+    let _ = file_server.wait();
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(server.rows("SELECT count(*) FROM bronze.from_url")[0][0], 2);
 

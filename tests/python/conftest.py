@@ -131,6 +131,9 @@ def polder(tmp_path_factory) -> PolderServer:
     ]
     env = dict(os.environ)
     env.setdefault("POLDER_LOG_LEVEL", "warn")
+    # The client suites test protocol compatibility with authentication off (loopback only);
+    # tests/e2e/security.rs covers logins, SCRAM and grants.
+    env.setdefault("POLDER_AUTH_ENABLED", "false")
     with open(stderr_path, "wb") as err, open(stdout_path, "wb") as out:
         # cwd=root so that a stray ./polder.toml is never picked up.
         process = subprocess.Popen(command, cwd=root, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL)

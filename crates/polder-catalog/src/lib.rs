@@ -4,7 +4,10 @@
 //! and on PostgreSQL (production, shared by several `polder serve` processes), through sqlx's
 //! `Any` driver. The catalog never touches table data; the engine joins names to lake tables.
 
+mod security;
 mod store;
+
+pub use security::{AuditRecord, GrantRecord, TokenRecord, UserRecord};
 
 pub use store::{
     Backend, CatalogError, CatalogSnapshot, CatalogStore, SchemaEntry, TableEntry, TableKind,

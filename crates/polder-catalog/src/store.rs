@@ -43,6 +43,12 @@ pub enum CatalogError {
         actual: TableKind,
         expected: TableKind,
     },
+    /// A user name that is taken.
+    #[error("user '{0}' already exists")]
+    UserExists(String),
+    /// A statement names a user that does not exist.
+    #[error("user '{0}' does not exist")]
+    UserNotFound(String),
     /// The store answered with an error while serving.
     #[error("catalog store error: {0}")]
     Database(String),
@@ -53,10 +59,12 @@ impl HasErrorKind for CatalogError {
         match self {
             CatalogError::Open { .. } | CatalogError::Database(_) => ErrorKind::Unavailable,
             CatalogError::Migrate { .. } => ErrorKind::Internal,
-            CatalogError::SchemaNotFound(_) | CatalogError::TableNotFound(_) => ErrorKind::NotFound,
-            CatalogError::SchemaExists(_) | CatalogError::TableExists { .. } => {
-                ErrorKind::AlreadyExists
-            }
+            CatalogError::SchemaNotFound(_)
+            | CatalogError::TableNotFound(_)
+            | CatalogError::UserNotFound(_) => ErrorKind::NotFound,
+            CatalogError::SchemaExists(_)
+            | CatalogError::TableExists { .. }
+            | CatalogError::UserExists(_) => ErrorKind::AlreadyExists,
             CatalogError::SchemaNotEmpty { .. } | CatalogError::WrongKind { .. } => {
                 ErrorKind::InvalidInput
             }
@@ -130,6 +138,8 @@ pub struct TableEntry {
     pub definition: Option<String>,
     /// Milliseconds since the Unix epoch.
     pub created_at: i64,
+    /// The user who created it (`None` for entries made before users existed, or by the system).
+    pub owner: Option<String>,
 }
 
 impl TableEntry {
@@ -141,6 +151,7 @@ impl TableEntry {
             location: Some(location.to_string()),
             definition: None,
             created_at: now_millis(),
+            owner: None,
         }
     }
 
@@ -152,7 +163,13 @@ impl TableEntry {
             location: None,
             definition: Some(definition.to_string()),
             created_at: now_millis(),
+            owner: None,
         }
+    }
+
+    pub fn with_owner(mut self, owner: Option<&str>) -> Self {
+        self.owner = owner.map(str::to_string);
+        self
     }
 
     pub fn qualified_name(&self) -> String {
@@ -173,24 +190,34 @@ pub struct CatalogSnapshot {
 macro_rules! select_tables {
     ($rest:literal) => {
         concat!(
-            "SELECT schema_name, name, kind, location, definition, created_at FROM polder_tables",
+            "SELECT schema_name, name, kind, location, definition, created_at, owner FROM polder_tables",
             $rest
         )
     };
 }
 
-fn now_millis() -> i64 {
+pub(crate) fn now_millis() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
 fn migrator() -> Migrator {
-    let migrations = vec![Migration::new(
-        1,
-        Cow::Borrowed("catalog"),
-        MigrationType::Simple,
-        Cow::Borrowed(include_str!("../migrations/0001_catalog.sql")),
-        false,
-    )];
+    let migration = |version: i64, name: &'static str, sql: &'static str| {
+        Migration::new(
+            version,
+            Cow::Borrowed(name),
+            MigrationType::Simple,
+            Cow::Borrowed(sql),
+            false,
+        )
+    };
+    let migrations = vec![
+        migration(1, "catalog", include_str!("../migrations/0001_catalog.sql")),
+        migration(
+            2,
+            "security",
+            include_str!("../migrations/0002_security.sql"),
+        ),
+    ];
     Migrator {
         migrations: Cow::Owned(migrations),
         ignore_missing: false,
@@ -202,7 +229,7 @@ fn migrator() -> Migrator {
 /// The catalog store: a connection pool to SQLite or PostgreSQL.
 #[derive(Debug, Clone)]
 pub struct CatalogStore {
-    pool: AnyPool,
+    pub(crate) pool: AnyPool,
     backend: Backend,
     url_masked: String,
 }
@@ -465,7 +492,7 @@ impl CatalogStore {
                 .await?;
         }
         let inserted = sqlx::query(
-            "INSERT INTO polder_tables (schema_name, name, kind, location, definition, created_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (schema_name, name) DO NOTHING",
+            "INSERT INTO polder_tables (schema_name, name, kind, location, definition, created_at, owner) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (schema_name, name) DO NOTHING",
         )
         .bind(&entry.schema)
         .bind(&entry.name)
@@ -473,6 +500,7 @@ impl CatalogStore {
         .bind(entry.location.clone())
         .bind(entry.definition.clone())
         .bind(entry.created_at)
+        .bind(entry.owner.clone())
         .execute(&mut *tx)
         .await?;
         if inserted.rows_affected() == 0 {
@@ -533,7 +561,7 @@ impl CatalogStore {
     }
 }
 
-async fn bump_generation(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<()> {
+pub(crate) async fn bump_generation(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<()> {
     sqlx::query("UPDATE polder_catalog_state SET generation = generation + 1 WHERE id = 1")
         .execute(&mut **tx)
         .await?;
@@ -549,6 +577,7 @@ fn table_from_row(row: &AnyRow) -> Result<TableEntry> {
         location: row.try_get(3)?,
         definition: row.try_get(4)?,
         created_at: row.try_get(5)?,
+        owner: row.try_get(6)?,
     })
 }
 

@@ -169,6 +169,24 @@ const SETTINGS: &[Setting] = &[
         help: "S3 session token",
     },
     Setting {
+        key: "auth.enabled",
+        env: &["POLDER_AUTH_ENABLED"],
+        sensitivity: Sensitivity::Plain,
+        help: "require credentials on every listener (off only on a loopback address)",
+    },
+    Setting {
+        key: "auth.admin_password",
+        env: &["POLDER_ADMIN_PASSWORD"],
+        sensitivity: Sensitivity::Secret,
+        help: "password of the admin user created at the first start (generated if empty)",
+    },
+    Setting {
+        key: "auth.protect_metrics",
+        env: &["POLDER_AUTH_PROTECT_METRICS"],
+        sensitivity: Sensitivity::Plain,
+        help: "require credentials for /metrics too",
+    },
+    Setting {
         key: "log.level",
         env: &["POLDER_LOG_LEVEL"],
         sensitivity: Sensitivity::Plain,
@@ -193,6 +211,8 @@ fn default_for(key: &str, data_dir: &str) -> String {
         "flight.listen" => "127.0.0.1:32010".to_string(),
         "s3.region" => "us-east-1".to_string(),
         "s3.path_style" | "s3.allow_http" => "false".to_string(),
+        "auth.enabled" => "true".to_string(),
+        "auth.protect_metrics" => "false".to_string(),
         "log.level" => "info".to_string(),
         "log.format" => "text".to_string(),
         _ => String::new(),
@@ -312,6 +332,15 @@ pub struct S3Config {
     pub session_token: Option<Secret>,
 }
 
+/// Authentication settings.
+#[derive(Debug, Clone, Default)]
+pub struct AuthConfig {
+    pub enabled: bool,
+    /// The first admin's password; generated and printed once when absent.
+    pub admin_password: Option<Secret>,
+    pub protect_metrics: bool,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     Text,
@@ -329,6 +358,7 @@ pub struct Config {
     pub pg_listen: SocketAddr,
     pub flight_listen: SocketAddr,
     pub s3: S3Config,
+    pub auth: AuthConfig,
     pub log_level: String,
     pub log_format: LogFormat,
     /// Every setting with its effective value (secrets masked) and source, for `config show`.
@@ -514,6 +544,11 @@ impl Config {
                 access_key_id: optional("s3.access_key_id").map(Secret::new),
                 secret_access_key: optional("s3.secret_access_key").map(Secret::new),
                 session_token: optional("s3.session_token").map(Secret::new),
+            },
+            auth: AuthConfig {
+                enabled: parse_bool("auth.enabled")?,
+                admin_password: optional("auth.admin_password").map(Secret::new),
+                protect_metrics: parse_bool("auth.protect_metrics")?,
             },
             log_level: get("log.level"),
             log_format,

@@ -16,6 +16,8 @@ pub enum ErrorKind {
     AlreadyExists,
     /// The caller may not do this.
     PermissionDenied,
+    /// No valid credentials were given (wrong password, expired or revoked token).
+    Unauthenticated,
     /// A concurrent change got in the way; retrying may succeed.
     Conflict,
     /// A dependency (catalog store, object storage) cannot be reached right now.
@@ -34,6 +36,7 @@ impl ErrorKind {
             ErrorKind::NotFound => "not_found",
             ErrorKind::AlreadyExists => "already_exists",
             ErrorKind::PermissionDenied => "permission_denied",
+            ErrorKind::Unauthenticated => "unauthenticated",
             ErrorKind::Conflict => "conflict",
             ErrorKind::Unavailable => "unavailable",
             ErrorKind::Cancelled => "cancelled",

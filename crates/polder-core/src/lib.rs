@@ -4,11 +4,15 @@ pub mod config;
 pub mod error;
 pub mod names;
 pub mod secret;
+pub mod security;
 
-pub use config::{Config, ConfigError, ConfigLayer, LogFormat, S3Config, SettingSource};
+pub use config::{
+    AuthConfig, Config, ConfigError, ConfigLayer, LogFormat, S3Config, SettingSource,
+};
 pub use error::{ErrorKind, HasErrorKind};
 pub use names::{NameError, TableName, validate_identifier};
 pub use secret::{Secret, mask_url_password};
+pub use security::{Principal, Privilege, Role};
 
 /// The SQL catalog name under which every schema lives.
 pub const CATALOG_NAME: &str = "polder";

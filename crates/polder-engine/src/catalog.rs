@@ -22,6 +22,9 @@ use polder_core::CATALOG_NAME;
 use polder_lake::Lake;
 use polder_lake::deltalake::DeltaTable;
 
+use polder_core::Role;
+
+use crate::access::{self, SecurityListing};
 use crate::error::{EngineError, Result};
 use crate::history::history_batch;
 use crate::table::PolderTable;
@@ -82,6 +85,8 @@ pub(crate) struct CatalogState {
     pub store: CatalogStore,
     pub lake: Lake,
     listing: RwLock<Arc<Listing>>,
+    /// Roles and grants, reloaded with the listing.
+    security: RwLock<Arc<SecurityListing>>,
     /// Loaded Delta tables by location, refreshed incrementally instead of reloaded.
     loaded: Mutex<HashMap<String, DeltaTable>>,
     /// Schemas other crates register in memory (for example `pg_catalog`).
@@ -108,6 +113,7 @@ impl CatalogState {
                 generation: -1,
                 schemas: BTreeMap::new(),
             })),
+            security: RwLock::new(Arc::new(SecurityListing::default())),
             loaded: Mutex::new(HashMap::new()),
             system_schemas: RwLock::new(BTreeMap::new()),
             session: RwLock::new(Weak::new()),
@@ -122,6 +128,10 @@ impl CatalogState {
         self.listing.read().expect("listing lock").clone()
     }
 
+    pub fn security(&self) -> Arc<SecurityListing> {
+        self.security.read().expect("security lock").clone()
+    }
+
     /// Brings the in-memory listing up to date with the catalog store.
     pub async fn sync(&self) -> Result<()> {
         let generation = self.store.generation().await?;
@@ -134,6 +144,14 @@ impl CatalogState {
     /// Reloads the listing unconditionally (after this process changed the catalog).
     pub async fn reload(&self) -> Result<()> {
         let snapshot = self.store.snapshot().await?;
+        let roles = self
+            .store
+            .list_users()
+            .await?
+            .into_iter()
+            .filter_map(|user| Some((user.name, user.role.parse::<Role>().ok()?)))
+            .collect();
+        let grants = self.store.list_grants().await?;
         let mut schemas: BTreeMap<String, BTreeMap<String, TableEntry>> = snapshot
             .schemas
             .into_iter()
@@ -152,6 +170,8 @@ impl CatalogState {
         let mut current = self.listing.write().expect("listing lock");
         if listing.generation >= current.generation {
             *current = listing;
+            *self.security.write().expect("security lock") =
+                Arc::new(SecurityListing { roles, grants });
         }
         Ok(())
     }
@@ -215,6 +235,22 @@ impl CatalogState {
         let Some(entry) = listing.entry(schema, base).cloned() else {
             return Ok(None);
         };
+        if let Some(access) = access::current()
+            && let Err(denied) = self.security().check_table(&access, schema, base)
+        {
+            // Refused reads are audited too; the statement fails whether or not the log is
+            // written, so the write does not hold it up.
+            let store = self.store.clone();
+            let entry = polder_catalog::AuditRecord::new(
+                &access.principal.user,
+                &access.principal.client,
+                "denied",
+                &format!("{schema}.{base}"),
+            )
+            .failed(&denied.to_string());
+            tokio::spawn(async move { store.append_audit(&entry).await });
+            return Err(denied);
+        }
         match (entry.kind, selector) {
             (TableKind::View, TableSelector::Latest) => self.view_provider(&entry).await.map(Some),
             (TableKind::View, _) => Err(EngineError::InvalidInput(format!(
@@ -281,9 +317,10 @@ impl CatalogState {
             .expect("session lock")
             .upgrade()
             .ok_or_else(|| EngineError::InvalidInput("the engine is shutting down".to_string()))?;
-        let plan = session
-            .state()
-            .create_logical_plan(&definition)
+        // The definition is planned with its owner's rights, not the reader's.
+        let owner = self.security().owner_access(entry.owner.as_deref());
+        let state = session.state();
+        let plan = access::run_with(owner, state.create_logical_plan(&definition))
             .await
             .map_err(|e| {
                 EngineError::InvalidInput(format!(

@@ -144,7 +144,11 @@ impl Engine {
             .with_save_mode(SaveMode::ErrorIfExists)
             .await
             .map_err(|e| LakeError::from_delta(&location, e))?;
-        let entry = TableEntry::table(&name.schema, &name.table, &location);
+        let entry = TableEntry::table(&name.schema, &name.table, &location).with_owner(
+            crate::access::current()
+                .as_ref()
+                .map(|a| a.principal.user.as_str()),
+        );
         if let Err(err) = self.catalog.store.create_table(&entry, false).await {
             // The name was taken meanwhile (another process): the table we made is nobody's.
             let _ = self.catalog.lake.delete_table(&location).await;
@@ -209,7 +213,11 @@ impl Engine {
             .create_logical_plan(query_sql)
             .await?;
         check_column_names(&Arc::new(plan.schema().as_arrow().clone()))?;
-        let entry = TableEntry::view(&name.schema, &name.table, query_sql);
+        let entry = TableEntry::view(&name.schema, &name.table, query_sql).with_owner(
+            crate::access::current()
+                .as_ref()
+                .map(|a| a.principal.user.as_str()),
+        );
         match self.catalog.store.create_table(&entry, or_replace).await {
             Ok(_) => {}
             Err(CatalogError::TableExists { .. }) if if_not_exists => {}

@@ -17,6 +17,7 @@ use polder_catalog::{CatalogStore, TableKind};
 use polder_core::{CATALOG_NAME, DEFAULT_SCHEMA, S3Config, validate_identifier};
 use polder_lake::Lake;
 
+use crate::access;
 use crate::catalog::{CatalogState, PolderCatalogList, TableSelector};
 use crate::dialect::PolderDialect;
 use crate::error::{EngineError, Result};
@@ -142,6 +143,14 @@ impl Engine {
             ),
         }));
         catalog.set_session(&session);
+        if let Some(polder) = session.catalog(CATALOG_NAME) {
+            polder.register_schema(
+                crate::system::SYSTEM_SCHEMA,
+                Arc::new(crate::system::SystemSchema {
+                    store: catalog.store.clone(),
+                }),
+            )?;
+        }
         catalog.reload().await?;
         Ok(Engine { session, catalog })
     }
@@ -188,8 +197,22 @@ impl Engine {
         Ok(outputs)
     }
 
-    /// Runs one parsed statement.
+    /// Runs one parsed statement, as the principal of [`access::run_as`] when one is set.
     pub async fn execute(&self, statement: DFStatement) -> Result<StatementOutput> {
+        let audited = crate::audit::audited_action(&statement);
+        let text = audited.map(|_| statement.to_string());
+        let result = match access::authorize_statement(&statement) {
+            Ok(Some(rights)) => access::run_with(rights, self.execute_authorized(statement)).await,
+            Ok(None) => self.execute_authorized(statement).await,
+            Err(denied) => Err(denied),
+        };
+        if let (Some(action), Some(text)) = (audited, text) {
+            crate::audit::record(&self.catalog.store, action, &text, result.as_ref().err()).await;
+        }
+        result
+    }
+
+    async fn execute_authorized(&self, statement: DFStatement) -> Result<StatementOutput> {
         let statement = self.rewrite(statement).await?;
         if let DFStatement::Statement(ast) = &statement
             && let Some(outcome) = self.execute_catalog_statement(ast).await?
@@ -212,6 +235,13 @@ impl Engine {
 
     /// Plans one statement without running it (for clients that describe before executing).
     pub async fn plan(&self, statement: DFStatement) -> Result<LogicalPlan> {
+        match access::authorize_statement(&statement)? {
+            Some(rights) => access::run_with(rights, self.plan_authorized(statement)).await,
+            None => self.plan_authorized(statement).await,
+        }
+    }
+
+    async fn plan_authorized(&self, statement: DFStatement) -> Result<LogicalPlan> {
         let statement = self.rewrite(statement).await?;
         Ok(self.session.state().statement_to_plan(statement).await?)
     }
@@ -432,6 +462,8 @@ impl Engine {
                 }
                 Ok(Some(self.add_columns(&reference, fields).await?))
             }
+            Statement::Grant(grant) => self.grant(grant).await.map(Some),
+            Statement::Revoke(revoke) => self.revoke(revoke).await.map(Some),
             _ => Ok(None),
         }
     }
@@ -559,6 +591,8 @@ impl Engine {
                 | Statement::Delete(_)
                 | Statement::Merge(_)
                 | Statement::Truncate(_)
+                | Statement::Grant(_)
+                | Statement::Revoke(_)
                 | Statement::StartTransaction { .. }
                 | Statement::Commit { .. }
                 | Statement::Rollback { .. }

@@ -30,6 +30,9 @@ pub enum EngineError {
     /// A statement names something that does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// The user's role or grants do not allow the statement.
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
 }
 
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
@@ -41,6 +44,7 @@ impl HasErrorKind for EngineError {
                 ErrorKind::InvalidInput
             }
             EngineError::NotFound(_) => ErrorKind::NotFound,
+            EngineError::PermissionDenied(_) => ErrorKind::PermissionDenied,
             EngineError::DataFusion(err) => classify(err).0,
             EngineError::Catalog(err) => err.kind(),
             EngineError::Lake(err) => err.kind(),
@@ -88,6 +92,7 @@ fn sqlstate_for_kind(kind: ErrorKind) -> &'static str {
         ErrorKind::NotFound => "42P01",
         ErrorKind::AlreadyExists => "42P07",
         ErrorKind::PermissionDenied => "42501",
+        ErrorKind::Unauthenticated => "28P01",
         ErrorKind::Conflict => "40001",
         ErrorKind::Unavailable => "58030",
         ErrorKind::Cancelled => "57014",

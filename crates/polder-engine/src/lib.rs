@@ -7,6 +7,8 @@
 //!   `table_history('s.t')` are rewritten into catalog lookups ([`rewrite`](crate::rewrite));
 //! - errors carry a kind and a SQLSTATE ([`EngineError`]).
 
+pub mod access;
+mod audit;
 mod catalog;
 mod ddl;
 mod describe;
@@ -14,8 +16,10 @@ mod dialect;
 mod engine;
 mod error;
 mod exec;
+mod grants;
 mod history;
 mod rewrite;
+mod system;
 mod table;
 mod write;
 

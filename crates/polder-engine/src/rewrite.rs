@@ -27,7 +27,7 @@ use crate::error::{EngineError, Result};
 pub(crate) enum PendingVersion {
     Version(i64),
     /// A SQL expression that must evaluate to a timestamp.
-    Timestamp(SqlExpr),
+    Timestamp(Box<SqlExpr>),
 }
 
 /// Replaces `DESCRIBE HISTORY <name>` by `SELECT * FROM <name>@history` at the token level
@@ -62,18 +62,13 @@ pub(crate) fn rewrite_describe_history(sql: &str) -> Result<Option<String>> {
                     cursor += 1;
                 }
                 let mut parts: Vec<Ident> = Vec::new();
-                loop {
-                    match tokens.get(cursor) {
-                        Some(Token::Word(part)) => {
-                            parts.push(Ident {
-                                value: part.value.clone(),
-                                quote_style: part.quote_style,
-                                span: Span::empty(),
-                            });
-                            cursor += 1;
-                        }
-                        _ => break,
-                    }
+                while let Some(Token::Word(part)) = tokens.get(cursor) {
+                    parts.push(Ident {
+                        value: part.value.clone(),
+                        quote_style: part.quote_style,
+                        span: Span::empty(),
+                    });
+                    cursor += 1;
                     if matches!(tokens.get(cursor), Some(Token::Period)) {
                         cursor += 1;
                     } else {
@@ -89,6 +84,27 @@ pub(crate) fn rewrite_describe_history(sql: &str) -> Result<Option<String>> {
                 out.push_str(&format!("SELECT * FROM {name} ORDER BY version DESC"));
                 changed = true;
                 index = cursor;
+                at_statement_start = false;
+                continue;
+            }
+        }
+        if at_statement_start
+            && let Token::Word(word) = token
+            && word.keyword == Keyword::SHOW
+        {
+            let mut next = index + 1;
+            while next < tokens.len() && is_space(&tokens[next]) {
+                next += 1;
+            }
+            if let Some(Token::Word(grants)) = tokens.get(next)
+                && grants.quote_style.is_none()
+                && grants.value.eq_ignore_ascii_case("grants")
+            {
+                out.push_str(
+                    "SELECT * FROM system.grants ORDER BY schema_name, table_name, grantee, privilege",
+                );
+                changed = true;
+                index = next + 1;
                 at_statement_start = false;
                 continue;
             }
@@ -147,7 +163,7 @@ impl VisitorMut for CollectVersions {
                 }
             },
             TableVersion::TimestampAsOf(expr) | TableVersion::ForSystemTimeAsOf(expr) => {
-                PendingVersion::Timestamp(expr.clone())
+                PendingVersion::Timestamp(Box::new(expr.clone()))
             }
             other => {
                 self.error = Some(EngineError::Unsupported(format!(

@@ -133,7 +133,11 @@ impl Engine {
             .with_table_name(name.to_string())
             .await
             .map_err(|e| LakeError::from_delta(&location, e))?;
-        let entry = TableEntry::table(&name.schema, &name.table, &location);
+        let entry = TableEntry::table(&name.schema, &name.table, &location).with_owner(
+            crate::access::current()
+                .as_ref()
+                .map(|a| a.principal.user.as_str()),
+        );
         if let Err(err) = self.catalog.store.create_table(&entry, false).await {
             if let Err(cleanup) = self.catalog.lake.delete_table(&location).await {
                 tracing::warn!(table = %name, error = %cleanup, "could not remove the data of a table that failed to register");

@@ -62,7 +62,7 @@ pub(crate) async fn read_history(
             ))
         })
         .collect();
-    commits.sort_by(|a, b| b.0.cmp(&a.0));
+    commits.sort_by_key(|c| std::cmp::Reverse(c.0));
     if let Some(limit) = limit {
         commits.truncate(limit);
     }

@@ -65,6 +65,7 @@ struct Prepared {
 
 pub(crate) struct PolderFlightSql {
     engine: Arc<Engine>,
+    auth: Option<crate::auth::Authenticator>,
     prepared: Mutex<HashMap<String, Prepared>>,
     sql_info: SqlInfoData,
 }
@@ -78,7 +79,7 @@ fn internal<E: std::fmt::Display>(err: E) -> Status {
 }
 
 impl PolderFlightSql {
-    pub fn new(engine: Arc<Engine>) -> Self {
+    pub fn new(engine: Arc<Engine>, auth: Option<crate::auth::Authenticator>) -> Self {
         let mut info = SqlInfoDataBuilder::new();
         info.append(SqlInfo::FlightSqlServerName, "Polder");
         info.append(SqlInfo::FlightSqlServerVersion, env!("CARGO_PKG_VERSION"));
@@ -90,6 +91,7 @@ impl PolderFlightSql {
         info.append(SqlInfo::SqlIdentifierQuoteChar, "\"");
         PolderFlightSql {
             engine,
+            auth,
             prepared: Mutex::new(HashMap::new()),
             sql_info: info.build().expect("static sql info"),
         }
@@ -461,20 +463,36 @@ fn schema_bytes(schema: &Schema) -> Result<bytes::Bytes, Status> {
 impl FlightSqlService for PolderFlightSql {
     type FlightService = PolderFlightSql;
 
+    /// Basic authentication (`authorization: Basic ...`) answered with a session token in
+    /// `authorization: Bearer ...`, which the client sends on every later call.
     async fn do_handshake(
         &self,
-        _request: Request<Streaming<HandshakeRequest>>,
+        request: Request<Streaming<HandshakeRequest>>,
     ) -> Result<
         Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>>,
         Status,
     > {
-        // No authentication yet (the listener binds to loopback by default).
         let response = HandshakeResponse {
             protocol_version: 0,
             payload: Default::default(),
         };
         let stream = futures::stream::once(async move { Ok(response) });
-        Ok(Response::new(Box::pin(stream)))
+        let mut reply = Response::new(Box::pin(stream) as _);
+        if let Some(auth) = &self.auth {
+            let client = format!(
+                "flight {}",
+                request
+                    .remote_addr()
+                    .map(|a| a.to_string())
+                    .unwrap_or_default()
+            );
+            let token = crate::flight_auth::handshake(auth, request.metadata(), &client).await?;
+            let value = format!("Bearer {token}")
+                .parse()
+                .map_err(|_| Status::internal("token is not a valid header"))?;
+            reply.metadata_mut().insert("authorization", value);
+        }
+        Ok(reply)
     }
 
     async fn get_flight_info_statement(

@@ -27,6 +27,9 @@ pub(crate) struct AppState {
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     /// Where uploaded files wait while they are imported.
     pub upload_dir: PathBuf,
+    /// Checks credentials; `None` when authentication is off.
+    pub auth: Option<crate::auth::Authenticator>,
+    pub protect_metrics: bool,
 }
 
 pub(crate) fn router(state: AppState) -> Router {
@@ -37,11 +40,25 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/metrics", get(prometheus))
         .route("/api/v1/sql", post(sql))
         .route("/api/v1/catalog", get(catalog))
+        .route("/api/v1/login", post(crate::http_auth::login))
+        .route(
+            "/api/v1/users",
+            get(crate::http_auth::list_users).post(crate::http_auth::add_user),
+        )
+        .route("/api/v1/tokens", post(crate::http_auth::create_token))
+        .route(
+            "/api/v1/tokens/{id}",
+            axum::routing::delete(crate::http_auth::revoke_token),
+        )
         .route(
             "/api/v1/import",
             post(import).layer(DefaultBodyLimit::disable()),
         )
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::http_auth::require_auth,
+        ))
         .with_state(state)
 }
 
@@ -365,6 +382,17 @@ async fn import(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let principal = polder_engine::access::current_principal();
+    if !principal.is_engineer_or_admin() {
+        return error_response(
+            ErrorKind::PermissionDenied,
+            &format!(
+                "user '{}' ({}) may not import: loading tables needs the engineer or admin role",
+                principal.user, principal.role
+            ),
+            None,
+        );
+    }
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

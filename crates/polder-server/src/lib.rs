@@ -4,10 +4,15 @@
 //! - PostgreSQL wire on 31010 ([`pg`]);
 //! - Arrow Flight SQL on 32010 ([`flight`]).
 
+#![allow(clippy::result_large_err)] // handlers' errors are the axum `Response` they answer with
+
+pub mod auth;
 mod error;
 mod flight;
+mod flight_auth;
 pub mod format;
 mod http;
+mod http_auth;
 pub mod metrics;
 mod pg;
 mod pg_copy;
@@ -27,6 +32,7 @@ use polder_engine::Engine;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
+pub use auth::{AuthError, Authenticator};
 pub use error::{ServerError, grpc_status, http_status};
 
 /// Where the listeners listen.
@@ -37,6 +43,10 @@ pub struct ServerOptions {
     pub flight: SocketAddr,
     /// Where uploads wait while they are imported.
     pub upload_dir: PathBuf,
+    /// Credentials checks on every listener; `None` when authentication is off.
+    pub auth: Option<auth::Authenticator>,
+    /// Whether `/metrics` needs credentials too.
+    pub protect_metrics: bool,
 }
 
 /// The listeners, bound and serving.
@@ -102,18 +112,23 @@ pub async fn start(
         engine: engine.clone(),
         metrics: metrics_handle,
         upload_dir: options.upload_dir.clone(),
+        auth: options.auth.clone(),
+        protect_metrics: options.protect_metrics,
     };
     let router = http::router(state).layer(tower_http::trace::TraceLayer::new_for_http());
     tasks.spawn(async move {
-        axum::serve(http_listener, router)
-            .await
-            .map_err(|e| ServerError::Serve {
-                listener: "http",
-                message: e.to_string(),
-            })
+        axum::serve(
+            http_listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .map_err(|e| ServerError::Serve {
+            listener: "http",
+            message: e.to_string(),
+        })
     });
 
-    let handlers = Arc::new(pg::PgHandlers::new(engine.clone()));
+    let handlers = Arc::new(pg::PgHandlers::new(engine.clone(), options.auth.clone()));
     tasks.spawn(async move {
         pg::serve(pg_listener, handlers)
             .await
@@ -123,7 +138,11 @@ pub async fn start(
             })
     });
 
-    let flight_service = flight::PolderFlightSql::new(engine.clone()).into_service();
+    let flight_service =
+        flight::PolderFlightSql::new(engine.clone(), options.auth.clone()).into_service();
+    let flight_auth = flight_auth::FlightAuthLayer {
+        auth: options.auth.clone(),
+    };
     tasks.spawn(async move {
         // Flight answers are small request/response exchanges: without TCP_NODELAY each one
         // waits for a delayed ACK (~40 ms).
@@ -134,6 +153,7 @@ pub async fn start(
                 })
             });
         tonic::transport::Server::builder()
+            .layer(flight_auth)
             .add_service(flight_service)
             .serve_with_incoming(incoming)
             .await

@@ -21,8 +21,14 @@ use datafusion::sql::sqlparser::ast::Statement;
 use datafusion_postgres::hooks::set_show::SetShowHook;
 use datafusion_postgres::hooks::transactions::TransactionStatementHook;
 use datafusion_postgres::hooks::{HookClient, QueryHook};
+use datafusion_postgres::pgwire::api::PgWireConnectionState;
 use datafusion_postgres::pgwire::api::auth::StartupHandler;
 use datafusion_postgres::pgwire::api::auth::noop::NoopStartupHandler;
+use datafusion_postgres::pgwire::api::auth::sasl::SASLAuthStartupHandler;
+use datafusion_postgres::pgwire::api::auth::sasl::scram::{ScramAuth, gen_salted_password};
+use datafusion_postgres::pgwire::api::auth::{
+    AuthSource, DefaultServerParameterProvider, LoginInfo, Password,
+};
 use datafusion_postgres::pgwire::api::cancel::{CancelHandler, DefaultCancelHandler};
 use datafusion_postgres::pgwire::api::portal::{Format, Portal};
 use datafusion_postgres::pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
@@ -34,9 +40,14 @@ use datafusion_postgres::pgwire::api::{
 };
 use datafusion_postgres::pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use datafusion_postgres::pgwire::messages::PgWireBackendMessage;
+use datafusion_postgres::pgwire::messages::PgWireFrontendMessage;
 use datafusion_postgres::{DfSessionService, Parser};
 use futures::Sink;
+use polder_core::Principal;
+use polder_engine::access;
 use polder_engine::{Engine, EngineError, StatementOutput};
+
+use crate::auth::{AuthError, Authenticator};
 use tokio::net::TcpListener;
 
 use crate::metrics::{Interface, record_statement};
@@ -46,12 +57,14 @@ use crate::pg_cursor::CursorHook;
 /// Everything one PostgreSQL-wire listener needs; cloned into each connection.
 pub(crate) struct PgHandlers {
     query: Arc<PolderQueryHandler>,
-    startup: Arc<PolderStartup>,
+    connections: Arc<ConnectionManager>,
+    auth: Option<Authenticator>,
     cancel: Arc<DefaultCancelHandler>,
 }
 
 impl PgHandlers {
-    pub fn new(engine: Arc<Engine>) -> PgHandlers {
+    /// With `auth`, clients log in with SCRAM-SHA-256 and every statement runs as its user.
+    pub fn new(engine: Arc<Engine>, auth: Option<Authenticator>) -> PgHandlers {
         let hooks: Vec<Arc<dyn QueryHook>> = vec![
             Arc::new(CursorHook::new(engine.clone())),
             Arc::new(SetShowHook),
@@ -62,9 +75,11 @@ impl PgHandlers {
         ];
         let session = Arc::new(engine.session().clone());
         let inner = Arc::new(DfSessionService::new_with_hooks(session, hooks));
+        let principals = Arc::new(PgPrincipals::new(auth.clone()));
         let parser = Arc::new(PolderQueryParser {
             engine: engine.clone(),
             inner: inner.query_parser(),
+            principals: principals.clone(),
         });
         let connections = Arc::new(ConnectionManager::new());
         PgHandlers {
@@ -72,10 +87,10 @@ impl PgHandlers {
                 engine,
                 inner,
                 parser,
+                principals,
             }),
-            startup: Arc::new(PolderStartup {
-                connections: connections.clone(),
-            }),
+            connections: connections.clone(),
+            auth,
             cancel: Arc::new(DefaultCancelHandler::new(connections)),
         }
     }
@@ -90,8 +105,24 @@ impl PgWireServerHandlers for PgHandlers {
         self.query.clone()
     }
 
+    /// Called once per connection: SASL keeps the state of one exchange.
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
-        self.startup.clone()
+        let sasl = self.auth.clone().map(|auth| {
+            let mut scram = ScramAuth::new(Arc::new(ScramSource { auth: auth.clone() }));
+            scram.set_iterations(crate::auth::SCRAM_ITERATIONS);
+            (
+                SASLAuthStartupHandler::new(Arc::new(DefaultServerParameterProvider::default()))
+                    .with_scram(scram)
+                    .with_connection_manager(self.connections.clone()),
+                auth,
+            )
+        });
+        Arc::new(PolderStartup {
+            open: OpenStartup {
+                connections: self.connections.clone(),
+            },
+            sasl,
+        })
     }
 
     fn error_handler(&self) -> Arc<impl ErrorHandler> {
@@ -103,15 +134,146 @@ impl PgWireServerHandlers for PgHandlers {
     }
 }
 
-/// Accepts every connection (authentication arrives with the security work; until then the
-/// listener binds to loopback by default).
-struct PolderStartup {
+/// Accepts every connection: used only when authentication is off (loopback only).
+struct OpenStartup {
     connections: Arc<ConnectionManager>,
 }
 
-impl NoopStartupHandler for PolderStartup {
+impl NoopStartupHandler for OpenStartup {
     fn connection_manager(&self) -> Option<Arc<ConnectionManager>> {
         Some(self.connections.clone())
+    }
+}
+
+/// SCRAM-SHA-256 login when authentication is on; every outcome goes to the audit log.
+struct PolderStartup {
+    open: OpenStartup,
+    sasl: Option<(
+        SASLAuthStartupHandler<DefaultServerParameterProvider>,
+        Authenticator,
+    )>,
+}
+
+fn describe_client<C: ClientInfo>(client: &C) -> String {
+    format!("postgres {}", client.socket_addr())
+}
+
+#[async_trait]
+impl StartupHandler for PolderStartup {
+    async fn on_startup<C>(
+        &self,
+        client: &mut C,
+        message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let Some((sasl, auth)) = &self.sasl else {
+            return self.open.on_startup(client, message).await;
+        };
+        let is_password = matches!(message, PgWireFrontendMessage::PasswordMessageFamily(_));
+        let result = sasl.on_startup(client, message).await;
+        let login = client.metadata().get("user").cloned().unwrap_or_default();
+        match &result {
+            Err(err) if is_password => {
+                let failure = AuthError::InvalidCredentials;
+                tracing::debug!(error = %err, "postgres login failed");
+                auth.audit_pg_login(&login, &describe_client(client), Some(&failure))
+                    .await;
+            }
+            Ok(())
+                if is_password
+                    && matches!(client.state(), PgWireConnectionState::ReadyForQuery) =>
+            {
+                auth.audit_pg_login(&login, &describe_client(client), None)
+                    .await;
+            }
+            _ => {}
+        }
+        result
+    }
+}
+
+/// SCRAM keys from the catalog: of a user, or of a token whose id is the login name.
+#[derive(Debug)]
+struct ScramSource {
+    auth: Authenticator,
+}
+
+#[async_trait]
+impl AuthSource for ScramSource {
+    async fn get_password(&self, login: &LoginInfo) -> PgWireResult<Password> {
+        let user = login.user().unwrap_or_default();
+        let keys = self.auth.scram_keys(user).await.map_err(|e| {
+            PgWireError::UserError(Box::new(ErrorInfo::new(
+                "FATAL".to_string(),
+                "28000".to_string(),
+                e.to_string(),
+            )))
+        })?;
+        // An unknown user gets random keys, so that the exchange fails the same way as a
+        // wrong password does.
+        let (salt, salted) = keys.unwrap_or_else(|| {
+            let salt = crate::auth::generate_password().into_bytes();
+            let salted = gen_salted_password(&crate::auth::generate_password(), &salt, 1);
+            (salt, salted)
+        });
+        Ok(Password::new(Some(salt), salted))
+    }
+}
+
+/// The principal of each logged-in PostgreSQL user, looked up once per few seconds (so that a
+/// disabled user or a revoked token stops working quickly without a catalog read per statement).
+struct PgPrincipals {
+    auth: Option<Authenticator>,
+    cache: std::sync::Mutex<std::collections::HashMap<String, (Principal, Instant)>>,
+}
+
+const PRINCIPAL_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl PgPrincipals {
+    fn new(auth: Option<Authenticator>) -> Self {
+        PgPrincipals {
+            auth,
+            cache: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// `None` when authentication is off.
+    async fn of<C: ClientInfo>(&self, client: &C) -> PgWireResult<Option<Principal>> {
+        let Some(auth) = &self.auth else {
+            return Ok(None);
+        };
+        let login = client.metadata().get("user").cloned().unwrap_or_default();
+        let address = describe_client(client);
+        let key = format!("{login}\u{0}{address}");
+        if let Some((principal, at)) = self.cache.lock().expect("principal cache").get(&key)
+            && at.elapsed() < PRINCIPAL_CACHE_TTL
+        {
+            return Ok(Some(principal.clone()));
+        }
+        let principal = auth.pg_principal(&login, &address).await.map_err(|e| {
+            PgWireError::UserError(Box::new(ErrorInfo::new(
+                "FATAL".to_string(),
+                "28000".to_string(),
+                e.to_string(),
+            )))
+        })?;
+        self.cache
+            .lock()
+            .expect("principal cache")
+            .insert(key, (principal.clone(), Instant::now()));
+        Ok(Some(principal))
+    }
+}
+
+/// Runs `work` as `principal` (with full rights when authentication is off).
+async fn as_principal<F: std::future::Future>(principal: Option<Principal>, work: F) -> F::Output {
+    match principal {
+        Some(principal) => access::run_as(principal, work).await,
+        None => work.await,
     }
 }
 
@@ -134,6 +296,7 @@ struct PolderQueryHandler {
     engine: Arc<Engine>,
     inner: Arc<DfSessionService>,
     parser: Arc<PolderQueryParser>,
+    principals: Arc<PgPrincipals>,
 }
 
 /// Syncs the catalog view and rewrites Polder's extensions; errors become SQLSTATE errors.
@@ -145,6 +308,19 @@ async fn prepare_sql(engine: &Engine, sql: &str) -> PgWireResult<Option<String>>
 #[async_trait]
 impl SimpleQueryHandler for PolderQueryHandler {
     async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let principal = self.principals.of(client).await?;
+        as_principal(principal, self.simple_query(client, query)).await
+    }
+}
+
+impl PolderQueryHandler {
+    async fn simple_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore,
@@ -208,8 +384,12 @@ impl ExtendedQueryHandler for PolderQueryHandler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let started = Instant::now();
-        let result =
-            ExtendedQueryHandler::do_query(self.inner.as_ref(), client, portal, max_rows).await;
+        let principal = self.principals.of(client).await?;
+        let result = as_principal(
+            principal,
+            ExtendedQueryHandler::do_query(self.inner.as_ref(), client, portal, max_rows),
+        )
+        .await;
         record_statement(
             Interface::Postgres,
             started.elapsed(),
@@ -222,6 +402,7 @@ impl ExtendedQueryHandler for PolderQueryHandler {
 pub(crate) struct PolderQueryParser {
     engine: Arc<Engine>,
     inner: Arc<Parser>,
+    principals: Arc<PgPrincipals>,
 }
 
 #[async_trait]
@@ -237,10 +418,14 @@ impl QueryParser for PolderQueryParser {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
-        let rewritten = prepare_sql(&self.engine, sql).await?;
-        self.inner
-            .parse_sql(client, rewritten.as_deref().unwrap_or(sql), types)
-            .await
+        let principal = self.principals.of(client).await?;
+        as_principal(principal, async {
+            let rewritten = prepare_sql(&self.engine, sql).await?;
+            self.inner
+                .parse_sql(client, rewritten.as_deref().unwrap_or(sql), types)
+                .await
+        })
+        .await
     }
 
     fn get_parameter_types(&self, statement: &Self::Statement) -> PgWireResult<Vec<Type>> {

@@ -20,7 +20,7 @@ struct Constant {
 }
 
 impl Constant {
-    fn new(name: &'static str, value: ScalarValue, signature: Signature) -> ScalarUDF {
+    fn udf(name: &'static str, value: ScalarValue, signature: Signature) -> ScalarUDF {
         ScalarUDF::from(Constant {
             name,
             value,
@@ -90,7 +90,7 @@ impl ScalarUDFImpl for JsonBuildObject {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         use datafusion::arrow::array::StringBuilder;
         use datafusion::arrow::util::display::array_value_to_string;
-        if args.args.len() % 2 != 0 {
+        if !args.args.len().is_multiple_of(2) {
             return datafusion::common::plan_err!(
                 "json_build_object takes key/value pairs (an even number of arguments)"
             );
@@ -125,7 +125,7 @@ pub fn register(session: &SessionContext) {
         std::env::consts::ARCH,
         std::env::consts::OS
     );
-    session.register_udf(Constant::new(
+    session.register_udf(Constant::udf(
         "version",
         ScalarValue::Utf8(Some(version)),
         Signature::nullary(Volatility::Immutable),
@@ -133,7 +133,7 @@ pub fn register(session: &SessionContext) {
     // Polder tables have no serial columns and views answer through the catalog API; these
     // inspection helpers answer NULL, as PostgreSQL does for "none".
     for name in ["pg_get_serial_sequence", "pg_get_viewdef"] {
-        session.register_udf(Constant::new(
+        session.register_udf(Constant::udf(
             name,
             ScalarValue::Utf8(None),
             Signature::variadic_any(Volatility::Stable),
@@ -146,7 +146,7 @@ pub fn register(session: &SessionContext) {
         "pg_function_is_visible",
         "pg_opclass_is_visible",
     ] {
-        session.register_udf(Constant::new(
+        session.register_udf(Constant::udf(
             name,
             ScalarValue::Boolean(Some(true)),
             Signature::variadic_any(Volatility::Stable),
@@ -158,7 +158,7 @@ pub fn register(session: &SessionContext) {
     // Type and relation lookups by name (psycopg looks for extension types such as hstore):
     // Polder has no such types, so the answer is NULL, PostgreSQL's "does not exist".
     for name in ["to_regtype", "to_regclass", "to_regproc", "to_regnamespace"] {
-        session.register_udf(Constant::new(
+        session.register_udf(Constant::udf(
             name,
             ScalarValue::Int32(None),
             Signature::variadic_any(Volatility::Stable),

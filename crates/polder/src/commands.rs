@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use polder_core::{Config, TableName};
 use polder_engine::{Engine, StatementOutput};
 use polder_ingest::{FileFormat, ImportMode, ImportRequest, Progress};
-use polder_server::ServerOptions;
+use polder_server::{Authenticator, ServerOptions};
 
 use crate::output::{OutputKind, render_batches, render_command};
 use crate::{ImportArgs, client, demo};
@@ -28,6 +28,32 @@ pub async fn serve(config: &Config, with_demo: bool) -> anyhow::Result<()> {
             .context("loading the demo dataset")?;
     }
     let upload_dir = config.data_dir.join("uploads");
+    let auth = if config.auth.enabled {
+        let auth = Authenticator::new(engine.catalog_store().clone());
+        let configured = config.auth.admin_password.as_ref().map(|p| p.expose());
+        if let Some(generated) = auth.bootstrap_admin(configured).await? {
+            // Printed once on the terminal, never logged: set POLDER_ADMIN_PASSWORD to choose it.
+            eprintln!(
+                "created user 'admin' with password: {generated}\n  (shown only now; change it with `polder user passwd admin`)"
+            );
+        }
+        Some(auth)
+    } else {
+        for (name, address) in [
+            ("http.listen", config.http_listen),
+            ("pg.listen", config.pg_listen),
+            ("flight.listen", config.flight_listen),
+        ] {
+            if !address.ip().is_loopback() {
+                bail!(
+                    "{name} is {address}, which is reachable from other machines, but authentication is off; \
+                     turn it on (auth.enabled = true) or listen on 127.0.0.1"
+                );
+            }
+        }
+        tracing::warn!("authentication is off: every client has full rights (loopback only)");
+        None
+    };
     let server = polder_server::start(
         engine,
         ServerOptions {
@@ -35,6 +61,8 @@ pub async fn serve(config: &Config, with_demo: bool) -> anyhow::Result<()> {
             pg: config.pg_listen,
             flight: config.flight_listen,
             upload_dir,
+            auth,
+            protect_metrics: config.auth.protect_metrics,
         },
     )
     .await?;
@@ -225,5 +253,131 @@ pub async fn import(config: &Config, args: &ImportArgs) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64(),
         report.version
     );
+    Ok(())
+}
+
+async fn open_authenticator(config: &Config) -> anyhow::Result<Authenticator> {
+    let store = polder_catalog::CatalogStore::open(config.catalog_url.expose()).await?;
+    Ok(Authenticator::new(store))
+}
+
+fn audit_cli(what: &str) -> polder_catalog::AuditRecord {
+    let user = std::env::var("USER").unwrap_or_else(|_| "local".to_string());
+    polder_catalog::AuditRecord::new(&format!("cli:{user}"), "cli", "user", what)
+}
+
+pub async fn user(config: &Config, action: crate::UserAction) -> anyhow::Result<()> {
+    use crate::UserAction;
+    let auth = open_authenticator(config).await?;
+    let (what, result) = match action {
+        UserAction::Add {
+            name,
+            role,
+            password,
+        } => {
+            let role: polder_core::Role = role.parse().map_err(anyhow::Error::msg)?;
+            let (password, generated) = match password {
+                Some(password) => (password, false),
+                None => (polder_server::auth::generate_password(), true),
+            };
+            let result = auth.add_user(&name, role, &password).await;
+            if result.is_ok() {
+                if generated {
+                    println!("created user '{name}' ({role}) with password: {password}");
+                } else {
+                    println!("created user '{name}' ({role})");
+                }
+            }
+            (format!("add user {name} ({role})"), result)
+        }
+        UserAction::List => {
+            let users = auth.store().list_users().await?;
+            println!("{:<24} {:<10} state", "name", "role");
+            for user in users {
+                let state = if user.disabled { "disabled" } else { "active" };
+                println!("{:<24} {:<10} {}", user.name, user.role, state);
+            }
+            return Ok(());
+        }
+        UserAction::Passwd { name, password } => {
+            let Some(password) = password else {
+                bail!("give the new password with --password or POLDER_NEW_PASSWORD");
+            };
+            let result = auth.set_password(&name, &password).await;
+            (format!("set password of {name}"), result)
+        }
+        UserAction::Disable { name } => {
+            let result = auth.set_disabled(&name, true).await;
+            (format!("disable user {name}"), result)
+        }
+        UserAction::Enable { name } => {
+            let result = auth.set_disabled(&name, false).await;
+            (format!("enable user {name}"), result)
+        }
+        UserAction::Role { name, role } => {
+            let role: polder_core::Role = role.parse().map_err(anyhow::Error::msg)?;
+            let result = auth.set_role(&name, role).await;
+            (format!("set role of {name} to {role}"), result)
+        }
+        UserAction::Delete { name } => {
+            let result = auth.delete_user(&name).await;
+            (format!("delete user {name}"), result)
+        }
+    };
+    let mut entry = audit_cli(&what);
+    if let Err(err) = &result {
+        entry = entry.failed(&err.to_string());
+    }
+    auth.store().append_audit(&entry).await?;
+    result?;
+    Ok(())
+}
+
+pub async fn token(config: &Config, action: crate::TokenAction) -> anyhow::Result<()> {
+    use crate::TokenAction;
+    let auth = open_authenticator(config).await?;
+    match action {
+        TokenAction::Create { user, label, days } => {
+            let ttl = days.map(|d| Duration::from_secs(d * 86_400));
+            let issued = auth.issue_token(&user, "personal", &label, ttl).await?;
+            let entry = audit_cli(&format!("create token {} for {user}", issued.id));
+            auth.store().append_audit(&entry).await?;
+            println!("{}", issued.token);
+            eprintln!(
+                "token id {} for '{user}' (shown only now; on the PostgreSQL wire log in as user {} with the part after it as password)",
+                issued.id, issued.id
+            );
+        }
+        TokenAction::List => {
+            println!(
+                "{:<14} {:<20} {:<9} {:<24} state",
+                "id", "user", "kind", "label"
+            );
+            for token in auth.store().list_tokens(None).await? {
+                let state = if token.revoked {
+                    "revoked"
+                } else if token
+                    .expires_at
+                    .is_some_and(|at| at <= chrono::Utc::now().timestamp_millis())
+                {
+                    "expired"
+                } else {
+                    "active"
+                };
+                println!(
+                    "{:<14} {:<20} {:<9} {:<24} {state}",
+                    token.id, token.user_name, token.kind, token.label
+                );
+            }
+        }
+        TokenAction::Revoke { id } => {
+            if !auth.revoke_token(&id).await? {
+                bail!("no token '{id}'");
+            }
+            let entry = audit_cli(&format!("revoke token {id}"));
+            auth.store().append_audit(&entry).await?;
+            println!("revoked {id}");
+        }
+    }
     Ok(())
 }

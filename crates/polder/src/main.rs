@@ -70,6 +70,63 @@ enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// Manage users (on the catalog directly: whoever runs this owns the data directory).
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+    },
+    /// Manage personal access tokens for tools.
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum UserAction {
+    /// Add a user; the password comes from --password, POLDER_NEW_PASSWORD or a prompt-free
+    /// generated one that is printed once.
+    Add {
+        name: String,
+        /// admin, engineer, analyst or viewer.
+        #[arg(long, default_value = "analyst")]
+        role: String,
+        #[arg(long, env = "POLDER_NEW_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+    },
+    /// List users with their roles.
+    List,
+    /// Set a user's password.
+    Passwd {
+        name: String,
+        #[arg(long, env = "POLDER_NEW_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+    },
+    /// Disable a user (its logins and tokens stop working).
+    Disable { name: String },
+    /// Enable a disabled user.
+    Enable { name: String },
+    /// Change a user's role.
+    Role { name: String, role: String },
+    /// Delete a user with its tokens and grants.
+    Delete { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TokenAction {
+    /// Create a personal access token for a user; printed once.
+    Create {
+        user: String,
+        #[arg(long, default_value = "")]
+        label: String,
+        /// Lifetime in days (default: until revoked).
+        #[arg(long)]
+        days: Option<u64>,
+    },
+    /// List tokens (ids, owners, expiry; never secrets).
+    List,
+    /// Revoke a token by id.
+    Revoke { id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -226,6 +283,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Import(args) => {
             init_logging_quiet(&config);
             commands::import(&config, &args).await
+        }
+        Command::User { action } => {
+            init_logging_quiet(&config);
+            commands::user(&config, action).await
+        }
+        Command::Token { action } => {
+            init_logging_quiet(&config);
+            commands::token(&config, action).await
         }
     }
 }

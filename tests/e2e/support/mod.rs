@@ -219,6 +219,9 @@ fn spawn_serve(
         .arg(format!("127.0.0.1:{flight}"))
         .args(args)
         .env("POLDER_LOG_LEVEL", "info")
+        // Suites about other things run with authentication off (loopback only);
+        // tests/e2e/security.rs turns it on.
+        .env("POLDER_AUTH_ENABLED", "false")
         .stdout(Stdio::null())
         .stderr(log_file);
     for (key, value) in env {
@@ -294,10 +297,7 @@ pub fn try_http_request(
 
 fn dechunk(mut data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    loop {
-        let Some(line_end) = data.windows(2).position(|w| w == b"\r\n") else {
-            break;
-        };
+    while let Some(line_end) = data.windows(2).position(|w| w == b"\r\n") {
         let size = usize::from_str_radix(String::from_utf8_lossy(&data[..line_end]).trim(), 16)
             .unwrap_or(0);
         if size == 0 {
