@@ -119,6 +119,17 @@ def machine_info() -> dict:
     }
 
 
+def machine_line(m: dict, extra: str = "") -> str:
+    """The report line that names the machine and its load at the start of the run."""
+    return (f"- Machine: nproc {m['nproc']}, {m['cpu']}, Linux {m['kernel']}, "
+            f"load average at start {m['loadavg_at_start']}{extra}")
+
+
+def free_block(m: dict) -> list[str]:
+    """`free -g` as a fenced block for a report."""
+    return ["`free -g`:", "", "```", m["free_g"], "```", ""]
+
+
 def now_iso() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
@@ -173,6 +184,8 @@ class PolderServer:
         self._log = open(self.log_path, "ab")
         env = dict(os.environ)
         env["POLDER_LOG_LEVEL"] = self.log_level
+        # Loopback only, and the benchmarks measure the engine and the protocols, not logins.
+        env.setdefault("POLDER_AUTH_ENABLED", "false")
         cmd = [
             str(self.binary), "serve",
             "--data-dir", str(self.data_dir),

@@ -363,7 +363,7 @@ def main() -> int:
         f"# Streaming {args.rows:,} rows: Polder vs PostgreSQL",
         "",
         f"- Date: {meta['date']}",
-        f"- Machine: nproc {m['nproc']}, {m['cpu']}, Linux {m['kernel']}, load average at start {m['loadavg_at_start']}",
+        common.machine_line(m),
         f"- Polder binary: `{bin_info['path']}` ({bin_info['profile']} build, {bin_info['version']}, built {bin_info['mtime']}); "
         f"server peak RSS {meta['polder_server_hwm_mb']} MB",
         f"- PostgreSQL {pg_version}; client psycopg {psycopg.__version__} ({meta['psycopg_impl']}), "
@@ -371,12 +371,7 @@ def main() -> int:
         "- Rows: (id bigint, b bigint, c double, s text), `generate_series(1, N)`; Polder: Delta table "
         "bench.big; PostgreSQL: a TEMP table",
         "",
-        "`free -g`:",
-        "",
-        "```",
-        m["free_g"],
-        "```",
-        "",
+        *common.free_block(m),
         common.md_table(headers, rows, ["l", "r", "r", "r"]),
         "",
         "PostgreSQL-wire cursor protocol probes (libpq / psycopg):",

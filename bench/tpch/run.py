@@ -465,8 +465,7 @@ def write_markdown(path: Path, meta: dict, load_info: dict, results, tot, fail_l
         f"# TPC-H SF{meta['scale']}: Polder vs DuckDB",
         "",
         f"- Date: {meta['date']}",
-        f"- Machine: nproc {m['nproc']}, {m['cpu']}, Linux {m['kernel']}, load average at start "
-        f"{m['loadavg_at_start']}, at end {meta['loadavg_at_end']}",
+        common.machine_line(m, f", at end {meta['loadavg_at_end']}"),
         f"- Polder binary: `{b['path']}` ({b['profile']} build, {b['version']}, built {b['mtime']}); "
         + (f"queried over Arrow Flight SQL (ADBC {meta['adbc_version']}), `fetch_arrow_table()`"
            if meta["via"] == "flight" else "queried over HTTP `POST /api/v1/sql` answering an Arrow IPC stream"),
@@ -476,12 +475,7 @@ def write_markdown(path: Path, meta: dict, load_info: dict, results, tot, fail_l
         "row as Arrow; ratio = Polder / DuckDB (above 1 means Polder is slower)",
         f"- Polder server peak RSS (VmHWM) during the run: {meta.get('server_hwm_mb', '—')} MB",
         "",
-        "`free -g`:",
-        "",
-        "```",
-        m["free_g"],
-        "```",
-        "",
+        *common.free_block(m),
         "## Load",
         "",
     ]

@@ -7,6 +7,7 @@ and can run in any order.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -109,8 +110,9 @@ class PolderServer:
         return []
 
 
-@pytest.fixture(scope="session")
-def polder(tmp_path_factory) -> PolderServer:
+@contextlib.contextmanager
+def _running_polder(tmp_path_factory, demo: bool, env_overrides: dict[str, str]):
+    """`polder serve` on free loopback ports, stopped (and checked for a crash) afterwards."""
     binary = Path(POLDER_BIN)
     if not binary.is_file():
         pytest.fail(f"polder binary not found at {binary} (set POLDER_BIN)", pytrace=False)
@@ -123,7 +125,7 @@ def polder(tmp_path_factory) -> PolderServer:
     command = [
         str(binary),
         "serve",
-        "--demo",
+        *(["--demo"] if demo else []),
         "--data-dir", str(data_dir),
         "--http-listen", f"127.0.0.1:{http_port}",
         "--pg-listen", f"127.0.0.1:{pg_port}",
@@ -131,9 +133,7 @@ def polder(tmp_path_factory) -> PolderServer:
     ]
     env = dict(os.environ)
     env.setdefault("POLDER_LOG_LEVEL", "warn")
-    # The client suites test protocol compatibility with authentication off (loopback only);
-    # tests/e2e/security.rs covers logins, SCRAM and grants.
-    env.setdefault("POLDER_AUTH_ENABLED", "false")
+    env.update(env_overrides)
     with open(stderr_path, "wb") as err, open(stdout_path, "wb") as out:
         # cwd=root so that a stray ./polder.toml is never picked up.
         process = subprocess.Popen(command, cwd=root, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
@@ -172,6 +172,25 @@ def polder(tmp_path_factory) -> PolderServer:
             f"polder died while the tests ran (exit code {process.returncode})\n--- stderr ---\n{server.stderr()[-20000:]}",
             pytrace=False,
         )
+
+
+@pytest.fixture(scope="session")
+def polder(tmp_path_factory) -> PolderServer:
+    # The client suites test protocol compatibility with authentication off (loopback only);
+    # test_auth.py and tests/e2e/security.rs cover logins, SCRAM and grants.
+    with _running_polder(tmp_path_factory, demo=True, env_overrides={"POLDER_AUTH_ENABLED": "false"}) as server:
+        yield server
+
+
+SECURED_ADMIN_PASSWORD = "admin-secret-4242"
+
+
+@pytest.fixture(scope="session")
+def polder_secured(tmp_path_factory) -> PolderServer:
+    """A server with authentication on; its admin password is SECURED_ADMIN_PASSWORD."""
+    env = {"POLDER_AUTH_ENABLED": "true", "POLDER_ADMIN_PASSWORD": SECURED_ADMIN_PASSWORD}
+    with _running_polder(tmp_path_factory, demo=False, env_overrides=env) as server:
+        yield server
 
 
 @pytest.fixture

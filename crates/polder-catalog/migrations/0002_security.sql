@@ -11,8 +11,6 @@ CREATE TABLE polder_users (
     scram_salt      TEXT    NOT NULL,
     scram_salted    TEXT    NOT NULL,
     disabled        BIGINT  NOT NULL,
-    -- JSON object of attributes (for example {"region": "EU"})
-    attributes      TEXT    NOT NULL,
     created_at      BIGINT  NOT NULL
 );
 

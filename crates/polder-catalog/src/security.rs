@@ -19,8 +19,6 @@ pub struct UserRecord {
     pub scram_salt: String,
     pub scram_salted: String,
     pub disabled: bool,
-    /// JSON object.
-    pub attributes: String,
     pub created_at: i64,
 }
 
@@ -87,7 +85,7 @@ impl AuditRecord {
 }
 
 const USER_COLUMNS: &str =
-    "name, role, password_hash, scram_salt, scram_salted, disabled, attributes, created_at";
+    "name, role, password_hash, scram_salt, scram_salted, disabled, created_at";
 const TOKEN_COLUMNS: &str = "id, user_name, kind, label, secret_hash, scram_salt, scram_salted, created_at, expires_at, revoked";
 
 fn user_from_row(row: &AnyRow) -> Result<UserRecord> {
@@ -98,8 +96,7 @@ fn user_from_row(row: &AnyRow) -> Result<UserRecord> {
         scram_salt: row.try_get(3)?,
         scram_salted: row.try_get(4)?,
         disabled: row.try_get::<i64, _>(5)? != 0,
-        attributes: row.try_get(6)?,
-        created_at: row.try_get(7)?,
+        created_at: row.try_get(6)?,
     })
 }
 
@@ -142,7 +139,7 @@ impl CatalogStore {
     pub async fn create_user(&self, user: &UserRecord) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query(&format!(
-            "INSERT INTO polder_users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (name) DO NOTHING"
+            "INSERT INTO polder_users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (name) DO NOTHING"
         ))
         .bind(&user.name)
         .bind(&user.role)
@@ -150,7 +147,6 @@ impl CatalogStore {
         .bind(&user.scram_salt)
         .bind(&user.scram_salted)
         .bind(user.disabled as i64)
-        .bind(&user.attributes)
         .bind(user.created_at)
         .execute(&mut *tx)
         .await?;
@@ -181,11 +177,11 @@ impl CatalogStore {
         rows.iter().map(user_from_row).collect()
     }
 
-    /// Replaces a user's role, credentials, state and attributes.
+    /// Replaces a user's role, credentials and state.
     pub async fn update_user(&self, user: &UserRecord) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         let updated = sqlx::query(
-            "UPDATE polder_users SET role = $2, password_hash = $3, scram_salt = $4, scram_salted = $5, disabled = $6, attributes = $7 WHERE name = $1",
+            "UPDATE polder_users SET role = $2, password_hash = $3, scram_salt = $4, scram_salted = $5, disabled = $6 WHERE name = $1",
         )
         .bind(&user.name)
         .bind(&user.role)
@@ -193,7 +189,6 @@ impl CatalogStore {
         .bind(&user.scram_salt)
         .bind(&user.scram_salted)
         .bind(user.disabled as i64)
-        .bind(&user.attributes)
         .execute(&mut *tx)
         .await?;
         if updated.rows_affected() == 0 {
@@ -287,42 +282,46 @@ impl CatalogStore {
         Ok(updated.rows_affected() > 0)
     }
 
-    /// Adds a grant; `false` when it existed already.
-    pub async fn add_grant(&self, grant: &GrantRecord) -> Result<bool> {
+    /// Adds grants (those that exist already stay as they are), all in one transaction.
+    pub async fn add_grants(&self, grants: &[GrantRecord]) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO polder_grants (grantee_kind, grantee, privilege, schema_name, table_name, granted_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
-        )
-        .bind(&grant.grantee_kind)
-        .bind(&grant.grantee)
-        .bind(&grant.privilege)
-        .bind(&grant.schema)
-        .bind(&grant.table)
-        .bind(&grant.granted_by)
-        .bind(grant.created_at)
-        .execute(&mut *tx)
-        .await?;
+        for grant in grants {
+            sqlx::query(
+                "INSERT INTO polder_grants (grantee_kind, grantee, privilege, schema_name, table_name, granted_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+            )
+            .bind(&grant.grantee_kind)
+            .bind(&grant.grantee)
+            .bind(&grant.privilege)
+            .bind(&grant.schema)
+            .bind(&grant.table)
+            .bind(&grant.granted_by)
+            .bind(grant.created_at)
+            .execute(&mut *tx)
+            .await?;
+        }
         bump_generation(&mut tx).await?;
         tx.commit().await?;
-        Ok(inserted.rows_affected() > 0)
+        Ok(())
     }
 
-    /// Removes a grant; `false` when there was none.
-    pub async fn remove_grant(&self, grant: &GrantRecord) -> Result<bool> {
+    /// Removes grants (those that do not exist are ignored), all in one transaction.
+    pub async fn remove_grants(&self, grants: &[GrantRecord]) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        let deleted = sqlx::query(
-            "DELETE FROM polder_grants WHERE grantee_kind = $1 AND grantee = $2 AND privilege = $3 AND schema_name = $4 AND table_name = $5",
-        )
-        .bind(&grant.grantee_kind)
-        .bind(&grant.grantee)
-        .bind(&grant.privilege)
-        .bind(&grant.schema)
-        .bind(&grant.table)
-        .execute(&mut *tx)
-        .await?;
+        for grant in grants {
+            sqlx::query(
+                "DELETE FROM polder_grants WHERE grantee_kind = $1 AND grantee = $2 AND privilege = $3 AND schema_name = $4 AND table_name = $5",
+            )
+            .bind(&grant.grantee_kind)
+            .bind(&grant.grantee)
+            .bind(&grant.privilege)
+            .bind(&grant.schema)
+            .bind(&grant.table)
+            .execute(&mut *tx)
+            .await?;
+        }
         bump_generation(&mut tx).await?;
         tx.commit().await?;
-        Ok(deleted.rows_affected() > 0)
+        Ok(())
     }
 
     pub async fn list_grants(&self) -> Result<Vec<GrantRecord>> {

@@ -1,6 +1,5 @@
 //! Who is asking: built-in roles, privileges and the principal every request runs as.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -99,8 +98,6 @@ impl FromStr for Privilege {
 pub struct Principal {
     pub user: String,
     pub role: Role,
-    /// Attributes row policies can read (`current_user_attribute('region')`).
-    pub attributes: BTreeMap<String, String>,
     /// `http 127.0.0.1:50412`, `postgres ...`, `flight ...`, `cli`.
     pub client: String,
 }
@@ -112,7 +109,6 @@ impl Principal {
         Principal {
             user: "system".to_string(),
             role: Role::Admin,
-            attributes: BTreeMap::new(),
             client: "local".to_string(),
         }
     }
@@ -121,7 +117,6 @@ impl Principal {
         Principal {
             user: user.to_string(),
             role,
-            attributes: BTreeMap::new(),
             client: client.to_string(),
         }
     }

@@ -9,6 +9,10 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 
+use datafusion::sql::parser::Statement as DFStatement;
+use datafusion::sql::sqlparser::ast::{
+    FromTable, ObjectName, ObjectType, SchemaName, Statement, TableFactor, TableObject,
+};
 use polder_catalog::GrantRecord;
 use polder_core::{Principal, Privilege, Role};
 
@@ -24,6 +28,9 @@ pub struct Access {
     pub principal: Principal,
     /// The table the statement writes (`schema`, `table`) and the privilege that needs.
     pub write_target: Option<(String, String, Privilege)>,
+    /// The engine audits the statement as a whole (DDL, DML, grants), refusals included, so a
+    /// refused table needs no entry of its own.
+    pub statement_audited: bool,
 }
 
 impl Access {
@@ -31,6 +38,7 @@ impl Access {
         Access {
             principal,
             write_target: None,
+            statement_audited: false,
         }
     }
 }
@@ -130,13 +138,16 @@ impl SecurityListing {
 
 /// Statements that change the catalog: admins and engineers; analysts only in their own
 /// schema (views and the schema itself).
-pub(crate) fn check_catalog_change(schema: &str, what: &str, creates_view: bool) -> Result<()> {
+///
+/// `analyst_may` says whether this change is one an analyst may make in its own schema
+/// (creating the schema itself, creating or dropping a view).
+pub(crate) fn check_catalog_change(schema: &str, what: &str, analyst_may: bool) -> Result<()> {
     let Some(access) = current() else {
         return Ok(());
     };
     let principal = &access.principal;
     let allowed = principal.is_engineer_or_admin()
-        || (principal.role == Role::Analyst && schema == principal.user && creates_view);
+        || (principal.role == Role::Analyst && schema == principal.user && analyst_may);
     if allowed {
         return Ok(());
     }
@@ -181,16 +192,41 @@ pub(crate) fn check_admin(what: &str) -> Result<()> {
     }
 }
 
+/// `s.t` (or `t` in the default schema) as (schema, table), as the engine names tables.
+pub(crate) fn schema_and_table(name: &ObjectName) -> Result<(String, String)> {
+    let name = crate::engine::Engine::table_name(&crate::engine::object_name_to_reference(name)?)?;
+    Ok((name.schema, name.table))
+}
+
+/// The name of a schema or a user (the last part, `polder.gold` is `gold`), normalized as
+/// DataFusion normalizes identifiers; the engine checks the catalog part itself.
+pub(crate) fn plain_name(name: &ObjectName) -> Result<String> {
+    Ok(crate::engine::object_name_to_reference(name)?
+        .table()
+        .to_string())
+}
+
+fn table_factor_name(factor: &TableFactor) -> Option<&ObjectName> {
+    match factor {
+        TableFactor::Table { name, .. } => Some(name),
+        _ => None,
+    }
+}
+
+fn write_target(
+    name: Option<&ObjectName>,
+    privilege: Privilege,
+) -> Result<Option<(String, String, Privilege)>> {
+    name.map(|name| {
+        let (schema, table) = schema_and_table(name)?;
+        Ok((schema, table, privilege))
+    })
+    .transpose()
+}
+
 /// Checks a statement against the running principal's role and returns the rights it runs
 /// with (its write target set); `None` when no principal is set (full rights).
-pub(crate) fn authorize_statement(
-    statement: &datafusion::sql::parser::Statement,
-) -> Result<Option<Access>> {
-    use datafusion::sql::parser::Statement as DFStatement;
-    use datafusion::sql::sqlparser::ast::{
-        FromTable, ObjectType, SchemaName, Statement, TableFactor, TableObject,
-    };
-
+pub(crate) fn authorize_statement(statement: &DFStatement) -> Result<Option<Access>> {
     let Some(current) = current() else {
         return Ok(None);
     };
@@ -199,64 +235,36 @@ pub(crate) fn authorize_statement(
     let DFStatement::Statement(ast) = statement else {
         return Ok(Some(access));
     };
-    let schema_and_table = |name: &datafusion::sql::sqlparser::ast::ObjectName| {
-        crate::engine::object_name_to_reference(name).map(|reference| {
-            (
-                reference
-                    .schema()
-                    .unwrap_or(polder_core::DEFAULT_SCHEMA)
-                    .to_string(),
-                reference.table().to_string(),
-            )
-        })
-    };
-    let table_factor_name = |factor: &TableFactor| match factor {
-        TableFactor::Table { name, .. } => Some(name.clone()),
-        _ => None,
-    };
-    let target = |name: Option<datafusion::sql::sqlparser::ast::ObjectName>,
-                  privilege: Privilege|
-     -> Result<Option<(String, String, Privilege)>> {
-        match name {
-            Some(name) => {
-                let (schema, table) = schema_and_table(&name)?;
-                Ok(Some((schema, table, privilege)))
-            }
-            None => Ok(None),
-        }
-    };
     match ast.as_ref() {
         Statement::Insert(insert) => {
             let name = match &insert.table {
-                TableObject::TableName(name) => Some(name.clone()),
+                TableObject::TableName(name) => Some(name),
                 _ => None,
             };
-            access.write_target = target(name, Privilege::Insert)?;
+            access.write_target = write_target(name, Privilege::Insert)?;
         }
         Statement::Update(update) => {
             access.write_target =
-                target(table_factor_name(&update.table.relation), Privilege::All)?;
+                write_target(table_factor_name(&update.table.relation), Privilege::All)?;
         }
         Statement::Delete(delete) => {
             let tables = match &delete.from {
                 FromTable::WithFromKeyword(tables) | FromTable::WithoutKeyword(tables) => tables,
             };
-            access.write_target = target(
-                tables.first().and_then(|t| table_factor_name(&t.relation)),
-                Privilege::All,
-            )?;
+            let first = tables.first().and_then(|t| table_factor_name(&t.relation));
+            access.write_target = write_target(first, Privilege::All)?;
         }
         Statement::Merge(merge) => {
-            access.write_target = target(table_factor_name(&merge.table), Privilege::All)?;
+            access.write_target = write_target(table_factor_name(&merge.table), Privilege::All)?;
         }
         Statement::Truncate(truncate) => {
-            let name = truncate.table_names.first().map(|t| t.name.clone());
-            access.write_target = target(name, Privilege::All)?;
+            let first = truncate.table_names.first().map(|t| &t.name);
+            access.write_target = write_target(first, Privilege::All)?;
         }
         Statement::CreateSchema { schema_name, .. } => {
             let name = match schema_name {
                 SchemaName::Simple(name) | SchemaName::NamedAuthorization(name, _) => {
-                    name.to_string()
+                    plain_name(name)?
                 }
                 SchemaName::UnnamedAuthorization(ident) => ident.value.clone(),
             };
@@ -279,11 +287,11 @@ pub(crate) fn authorize_statement(
         } => {
             for name in names {
                 let schema = match object_type {
-                    ObjectType::Schema => name.to_string(),
+                    ObjectType::Schema => plain_name(name)?,
                     _ => schema_and_table(name)?.0,
                 };
-                let views_only = matches!(object_type, ObjectType::View);
-                check_catalog_change(&schema, &format!("drop {object_type} {name}"), views_only)?;
+                let is_view = matches!(object_type, ObjectType::View);
+                check_catalog_change(&schema, &format!("drop {object_type} {name}"), is_view)?;
             }
         }
         Statement::Grant(_) | Statement::Revoke(_) => check_admin("change grants")?,

@@ -6,7 +6,7 @@ use datafusion::sql::sqlparser::ast::Statement;
 use polder_catalog::{AuditRecord, CatalogStore};
 use polder_core::{ErrorKind, HasErrorKind};
 
-use crate::access;
+use crate::access::{self, Access};
 use crate::error::EngineError;
 
 /// The audit action of `statement`, or `None` for statements that are not audited (queries).
@@ -52,4 +52,28 @@ pub(crate) async fn record(
     if let Err(err) = store.append_audit(&entry).await {
         tracing::warn!(error = %err, "cannot write the audit log");
     }
+}
+
+/// Records a table refused to a query. The query fails whether or not the log is written, so
+/// the write runs beside it instead of holding it up.
+pub(crate) fn record_refused_table(
+    store: &CatalogStore,
+    access: &Access,
+    schema: &str,
+    table: &str,
+    error: &EngineError,
+) {
+    let entry = AuditRecord::new(
+        &access.principal.user,
+        &access.principal.client,
+        "denied",
+        &format!("{schema}.{table}"),
+    )
+    .failed(&error.to_string());
+    let store = store.clone();
+    tokio::spawn(async move {
+        if let Err(err) = store.append_audit(&entry).await {
+            tracing::warn!(error = %err, "cannot write the audit log");
+        }
+    });
 }

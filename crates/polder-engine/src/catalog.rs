@@ -238,17 +238,9 @@ impl CatalogState {
         if let Some(access) = access::current()
             && let Err(denied) = self.security().check_table(&access, schema, base)
         {
-            // Refused reads are audited too; the statement fails whether or not the log is
-            // written, so the write does not hold it up.
-            let store = self.store.clone();
-            let entry = polder_catalog::AuditRecord::new(
-                &access.principal.user,
-                &access.principal.client,
-                "denied",
-                &format!("{schema}.{base}"),
-            )
-            .failed(&denied.to_string());
-            tokio::spawn(async move { store.append_audit(&entry).await });
+            if !access.statement_audited {
+                crate::audit::record_refused_table(&self.store, &access, schema, base, &denied);
+            }
             return Err(denied);
         }
         match (entry.kind, selector) {

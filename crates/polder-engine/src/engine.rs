@@ -23,7 +23,7 @@ use crate::dialect::PolderDialect;
 use crate::error::{EngineError, Result};
 use crate::rewrite::{
     PendingVersion, aggregate_catalog_subqueries, apply_selectors, collect_versions,
-    normalize_like_escapes, rewrite_describe_history, show_statement_query,
+    normalize_like_escapes, rewrite_shorthands, show_statement_query,
 };
 use crate::table::PolderTable;
 
@@ -176,7 +176,7 @@ impl Engine {
 
     /// Parses SQL in Polder's dialect (PostgreSQL plus time travel and `DESCRIBE HISTORY`).
     pub fn parse(&self, sql: &str) -> Result<Vec<DFStatement>> {
-        let sql = match rewrite_describe_history(sql)? {
+        let sql = match rewrite_shorthands(sql)? {
             Some(rewritten) => rewritten,
             None => sql.to_string(),
         };
@@ -202,7 +202,10 @@ impl Engine {
         let audited = crate::audit::audited_action(&statement);
         let text = audited.map(|_| statement.to_string());
         let result = match access::authorize_statement(&statement) {
-            Ok(Some(rights)) => access::run_with(rights, self.execute_authorized(statement)).await,
+            Ok(Some(mut rights)) => {
+                rights.statement_audited = audited.is_some();
+                access::run_with(rights, self.execute_authorized(statement)).await
+            }
             Ok(None) => self.execute_authorized(statement).await,
             Err(denied) => Err(denied),
         };
@@ -565,7 +568,7 @@ impl Engine {
         let Ok(statements) = self.parse(sql) else {
             return Ok(None);
         };
-        let mut changed = rewrite_describe_history(sql)?.is_some();
+        let mut changed = rewrite_shorthands(sql)?.is_some();
         let mut texts = Vec::with_capacity(statements.len());
         for statement in statements {
             let before = statement.to_string();

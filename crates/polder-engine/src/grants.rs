@@ -6,41 +6,34 @@ use datafusion::sql::sqlparser::ast::{
 use polder_catalog::GrantRecord;
 use polder_core::{Privilege, Role};
 
-use crate::access;
-use crate::engine::{CommandOutcome, Engine, object_name_to_reference};
+use crate::access::{self, plain_name, schema_and_table};
+use crate::engine::{CommandOutcome, Engine};
 use crate::error::{EngineError, Result};
 
 impl Engine {
     pub(crate) async fn grant(&self, grant: &Grant) -> Result<CommandOutcome> {
         access::check_admin("change grants")?;
-        for record in self
-            .grant_records(&grant.privileges, grant.objects.as_ref(), &grant.grantees)
-            .await?
-        {
-            self.catalog.store.add_grant(&record).await?;
-        }
+        let records =
+            self.grant_records(&grant.privileges, grant.objects.as_ref(), &grant.grantees)?;
+        self.catalog.store.add_grants(&records).await?;
         self.catalog.reload().await?;
         Ok(CommandOutcome::new("GRANT"))
     }
 
     pub(crate) async fn revoke(&self, revoke: &Revoke) -> Result<CommandOutcome> {
         access::check_admin("change grants")?;
-        for record in self
-            .grant_records(
-                &revoke.privileges,
-                revoke.objects.as_ref(),
-                &revoke.grantees,
-            )
-            .await?
-        {
-            self.catalog.store.remove_grant(&record).await?;
-        }
+        let records = self.grant_records(
+            &revoke.privileges,
+            revoke.objects.as_ref(),
+            &revoke.grantees,
+        )?;
+        self.catalog.store.remove_grants(&records).await?;
         self.catalog.reload().await?;
         Ok(CommandOutcome::new("REVOKE"))
     }
 
     /// One record per (privilege, object, grantee), with every name checked.
-    async fn grant_records(
+    fn grant_records(
         &self,
         privileges: &Privileges,
         objects: Option<&GrantObjects>,
@@ -64,7 +57,7 @@ impl Engine {
         match objects {
             Some(GrantObjects::Schemas(schemas)) => {
                 for schema in schemas {
-                    let schema = schema.to_string().to_lowercase();
+                    let schema = plain_name(schema)?;
                     if !listing.schemas.contains_key(&schema) {
                         return Err(EngineError::NotFound(format!(
                             "schema '{schema}' does not exist"
@@ -75,12 +68,7 @@ impl Engine {
             }
             Some(GrantObjects::Tables(tables)) | Some(GrantObjects::Views(tables)) => {
                 for table in tables {
-                    let reference = object_name_to_reference(table)?;
-                    let schema = reference
-                        .schema()
-                        .unwrap_or(polder_core::DEFAULT_SCHEMA)
-                        .to_string();
-                    let name = reference.table().to_string();
+                    let (schema, name) = schema_and_table(table)?;
                     if listing.entry(&schema, &name).is_none() {
                         return Err(EngineError::NotFound(format!(
                             "table or view '{schema}.{name}' does not exist"
@@ -99,7 +87,7 @@ impl Engine {
         let mut named_grantees = Vec::new();
         for grantee in grantees {
             let name = match &grantee.name {
-                Some(GranteeName::ObjectName(name)) => name.to_string().to_lowercase(),
+                Some(GranteeName::ObjectName(name)) => plain_name(name)?,
                 _ => {
                     return Err(EngineError::InvalidInput(format!(
                         "grantee '{grantee}': name a user or a role"

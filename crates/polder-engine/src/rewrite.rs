@@ -30,14 +30,14 @@ pub(crate) enum PendingVersion {
     Timestamp(Box<SqlExpr>),
 }
 
-/// Replaces `DESCRIBE HISTORY <name>` by `SELECT * FROM <name>@history` at the token level
-/// (sqlparser has no such statement). Returns `None` when the SQL has none.
-pub(crate) fn rewrite_describe_history(sql: &str) -> Result<Option<String>> {
+/// Replaces the statements sqlparser does not know, at the token level: `DESCRIBE HISTORY
+/// <name>` by `SELECT * FROM <name>@history`, `SHOW GRANTS` by a query on `system.grants`.
+/// Returns `None` when the SQL has none.
+pub(crate) fn rewrite_shorthands(sql: &str) -> Result<Option<String>> {
     let dialect = PolderDialect::default();
     let tokens = Tokenizer::new(&dialect, sql)
         .tokenize()
         .map_err(|e| EngineError::Syntax(e.to_string()))?;
-    let is_space = |t: &Token| matches!(t, Token::Whitespace(_));
     let mut out = String::with_capacity(sql.len() + 32);
     let mut changed = false;
     let mut index = 0;
@@ -48,19 +48,10 @@ pub(crate) fn rewrite_describe_history(sql: &str) -> Result<Option<String>> {
             && let Token::Word(word) = token
             && matches!(word.keyword, Keyword::DESCRIBE | Keyword::DESC)
         {
-            let mut next = index + 1;
-            while next < tokens.len() && is_space(&tokens[next]) {
-                next += 1;
-            }
-            if let Some(Token::Word(history)) = tokens.get(next)
-                && history.quote_style.is_none()
-                && history.value.eq_ignore_ascii_case("history")
-            {
+            let next = skip_spaces(&tokens, index + 1);
+            if is_unquoted_word(tokens.get(next), "history") {
                 // Collect the dotted name that follows.
-                let mut cursor = next + 1;
-                while cursor < tokens.len() && is_space(&tokens[cursor]) {
-                    cursor += 1;
-                }
+                let mut cursor = skip_spaces(&tokens, next + 1);
                 let mut parts: Vec<Ident> = Vec::new();
                 while let Some(Token::Word(part)) = tokens.get(cursor) {
                     parts.push(Ident {
@@ -92,14 +83,8 @@ pub(crate) fn rewrite_describe_history(sql: &str) -> Result<Option<String>> {
             && let Token::Word(word) = token
             && word.keyword == Keyword::SHOW
         {
-            let mut next = index + 1;
-            while next < tokens.len() && is_space(&tokens[next]) {
-                next += 1;
-            }
-            if let Some(Token::Word(grants)) = tokens.get(next)
-                && grants.quote_style.is_none()
-                && grants.value.eq_ignore_ascii_case("grants")
-            {
+            let next = skip_spaces(&tokens, index + 1);
+            if is_unquoted_word(tokens.get(next), "grants") {
                 out.push_str(
                     "SELECT * FROM system.grants ORDER BY schema_name, table_name, grantee, privilege",
                 );
@@ -119,6 +104,19 @@ pub(crate) fn rewrite_describe_history(sql: &str) -> Result<Option<String>> {
         index += 1;
     }
     Ok(changed.then_some(out))
+}
+
+/// The index of the first token at or after `from` that is not whitespace.
+fn skip_spaces(tokens: &[Token], from: usize) -> usize {
+    let mut index = from;
+    while matches!(tokens.get(index), Some(Token::Whitespace(_))) {
+        index += 1;
+    }
+    index
+}
+
+fn is_unquoted_word(token: Option<&Token>, word: &str) -> bool {
+    matches!(token, Some(Token::Word(w)) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(word))
 }
 
 /// `name` with its last part replaced by `<table>@<selector>`, quoted so that it is used as is.
@@ -598,7 +596,7 @@ mod tests {
 
     #[test]
     fn describe_history_becomes_a_query() {
-        let rewritten = rewrite_describe_history("describe history Bronze.Orders; select 1")
+        let rewritten = rewrite_shorthands("describe history Bronze.Orders; select 1")
             .unwrap()
             .unwrap();
         assert_eq!(
@@ -606,15 +604,11 @@ mod tests {
             "SELECT * FROM Bronze.\"orders@history\" ORDER BY version DESC; select 1"
         );
         assert!(
-            rewrite_describe_history("select 'describe history x'")
+            rewrite_shorthands("select 'describe history x'")
                 .unwrap()
                 .is_none()
         );
-        assert!(
-            rewrite_describe_history("describe orders")
-                .unwrap()
-                .is_none()
-        );
+        assert!(rewrite_shorthands("describe orders").unwrap().is_none());
     }
 
     #[test]

@@ -101,8 +101,16 @@ fn scram_credentials(secret: &str) -> (String, String) {
 }
 
 /// Decoded SCRAM salt and SaltedPassword.
-pub fn decode_scram(salt: &str, salted: &str) -> Option<(Vec<u8>, Vec<u8>)> {
+fn decode_scram(salt: &str, salted: &str) -> Option<(Vec<u8>, Vec<u8>)> {
     Some((BASE64.decode(salt).ok()?, BASE64.decode(salted).ok()?))
+}
+
+/// SCRAM keys of a random secret, for a login name that does not exist: the exchange then
+/// fails like a wrong password does, after the same amount of work.
+fn decoy_scram_keys() -> (Vec<u8>, Vec<u8>) {
+    let salt = random_bytes::<16>();
+    let salted = gen_salted_password(&generate_password(), &salt, SCRAM_ITERATIONS);
+    (salt.to_vec(), salted)
 }
 
 fn now_millis() -> i64 {
@@ -110,6 +118,20 @@ fn now_millis() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// The user and password of an `Authorization: Basic ...` value. Padding is optional, since
+/// clients differ (Go's Flight client, which ADBC uses, sends unpadded base64).
+pub(crate) fn parse_basic(header: &str) -> Option<(String, String)> {
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    const LENIENT: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    );
+    let encoded = header.strip_prefix("Basic ")?.trim();
+    let decoded = String::from_utf8(LENIENT.decode(encoded).ok()?).ok()?;
+    let (user, password) = decoded.split_once(':')?;
+    Some((user.to_string(), password.to_string()))
 }
 
 /// A token as handed to its owner once: `polder_<id>_<secret>`.
@@ -120,11 +142,21 @@ pub struct IssuedToken {
     pub expires_at: Option<i64>,
 }
 
+/// How long a checked token or PostgreSQL login is trusted without reading the catalog again:
+/// the bound on how late another process's revocation or `user disable` takes effect.
+pub const PRINCIPAL_TTL: Duration = Duration::from_secs(5);
+
+/// A user and role found for some credentials, and when.
+type CheckedLogin = (String, Role, Instant);
+
 /// Users, tokens and login checks over the catalog store.
 #[derive(Debug, Clone)]
 pub struct Authenticator {
     store: CatalogStore,
     failures: Arc<Mutex<HashMap<String, Vec<Instant>>>>,
+    /// Recently checked credentials (a token's hash, or `pg:<login>`) -> user and role, so that
+    /// a query does not pay catalog reads for its credentials.
+    checked: Arc<Mutex<HashMap<String, CheckedLogin>>>,
 }
 
 impl Authenticator {
@@ -132,7 +164,32 @@ impl Authenticator {
         Authenticator {
             store,
             failures: Arc::new(Mutex::new(HashMap::new())),
+            checked: Arc::new(Mutex::new(HashMap::new())),
         }
+    }
+
+    fn recently_checked(&self, key: &str, client: &str) -> Option<Principal> {
+        let checked = self.checked.lock().expect("checked credentials lock");
+        let (user, role, at) = checked.get(key)?;
+        (at.elapsed() < PRINCIPAL_TTL).then(|| Principal::new(user, *role, client))
+    }
+
+    fn remember_checked(&self, key: String, principal: &Principal) {
+        self.checked
+            .lock()
+            .expect("checked credentials lock")
+            .insert(
+                key,
+                (principal.user.clone(), principal.role, Instant::now()),
+            );
+    }
+
+    /// After a change to users or tokens, nothing checked before is trusted any more.
+    fn forget_checked(&self) {
+        self.checked
+            .lock()
+            .expect("checked credentials lock")
+            .clear();
     }
 
     pub fn store(&self) -> &CatalogStore {
@@ -169,7 +226,6 @@ impl Authenticator {
                 scram_salt,
                 scram_salted,
                 disabled: false,
-                attributes: "{}".to_string(),
                 created_at: now_millis(),
             })
             .await?;
@@ -189,38 +245,36 @@ impl Authenticator {
         user.password_hash = hash;
         user.scram_salt = salt;
         user.scram_salted = salted;
-        Ok(self.store.update_user(&user).await?)
+        self.store.update_user(&user).await?;
+        self.forget_checked();
+        Ok(())
     }
 
     pub async fn set_disabled(&self, name: &str, disabled: bool) -> Result<()> {
         let mut user = self.user(name).await?;
         user.disabled = disabled;
-        Ok(self.store.update_user(&user).await?)
+        self.store.update_user(&user).await?;
+        self.forget_checked();
+        Ok(())
     }
 
     pub async fn set_role(&self, name: &str, role: Role) -> Result<()> {
         let mut user = self.user(name).await?;
         user.role = role.as_str().to_string();
-        Ok(self.store.update_user(&user).await?)
+        self.store.update_user(&user).await?;
+        self.forget_checked();
+        Ok(())
     }
 
     pub async fn delete_user(&self, name: &str) -> Result<()> {
-        Ok(self.store.delete_user(name).await?)
+        self.store.delete_user(name).await?;
+        self.forget_checked();
+        Ok(())
     }
 
     fn principal_of(user: &UserRecord, client: &str) -> Result<Principal> {
         let role: Role = user.role.parse().map_err(AuthError::InvalidInput)?;
-        let mut principal = Principal::new(&user.name, role, client);
-        if let Ok(serde_json::Value::Object(map)) = serde_json::from_str(&user.attributes) {
-            for (key, value) in map {
-                let value = match value {
-                    serde_json::Value::String(s) => s,
-                    other => other.to_string(),
-                };
-                principal.attributes.insert(key, value);
-            }
-        }
-        Ok(principal)
+        Ok(Principal::new(&user.name, role, client))
     }
 
     fn rate_limited(&self, keys: &[String]) -> bool {
@@ -243,19 +297,44 @@ impl Authenticator {
         }
     }
 
-    async fn audit_login(&self, user: &str, client: &str, method: &str, error: Option<&AuthError>) {
-        let action = if error.is_some() {
-            "login_failed"
-        } else {
-            "login"
-        };
-        let mut entry = AuditRecord::new(user, client, action, method);
+    /// Appends one audit entry; a log that cannot be written is reported, never the caller's
+    /// failure.
+    async fn audit(
+        &self,
+        user: &str,
+        client: &str,
+        action: &str,
+        statement: &str,
+        error: Option<&AuthError>,
+    ) {
+        let mut entry = AuditRecord::new(user, client, action, statement);
         if let Some(error) = error {
             entry = entry.failed(&error.to_string());
         }
         if let Err(err) = self.store.append_audit(&entry).await {
             tracing::warn!(error = %err, "cannot write the audit log");
         }
+    }
+
+    async fn audit_login(&self, user: &str, client: &str, method: &str, error: Option<&AuthError>) {
+        let action = if error.is_some() {
+            "login_failed"
+        } else {
+            "login"
+        };
+        self.audit(user, client, action, method, error).await;
+    }
+
+    /// Records a change to users or tokens (`what`) made by `actor` from `client`.
+    pub async fn audit_change(
+        &self,
+        actor: &str,
+        client: &str,
+        action: &str,
+        what: &str,
+        error: Option<&AuthError>,
+    ) {
+        self.audit(actor, client, action, what, error).await;
     }
 
     /// Checks a user name and password, or a token given as the password.
@@ -317,11 +396,18 @@ impl Authenticator {
     /// The user a live token belongs to.
     pub async fn verify_token(&self, token: &str, client: &str) -> Result<Principal> {
         let (id, secret) = Self::split_token(token).ok_or(AuthError::InvalidCredentials)?;
+        let secret_hash = sha256_hex(secret);
+        let key = format!("token:{id}:{secret_hash}");
+        if let Some(principal) = self.recently_checked(&key, client) {
+            return Ok(principal);
+        }
         let record = self.live_token(id).await?;
-        if record.secret_hash != sha256_hex(secret) {
+        if record.secret_hash != secret_hash {
             return Err(AuthError::InvalidCredentials);
         }
-        self.token_owner(&record, client).await
+        let principal = self.token_owner(&record, client).await?;
+        self.remember_checked(key, &principal);
+        Ok(principal)
     }
 
     /// A token that exists, is not revoked and has not expired.
@@ -387,11 +473,13 @@ impl Authenticator {
     }
 
     pub async fn revoke_token(&self, id: &str) -> Result<bool> {
-        Ok(self.store.revoke_token(id).await?)
+        let revoked = self.store.revoke_token(id).await?;
+        self.forget_checked();
+        Ok(revoked)
     }
 
     /// SCRAM salt and SaltedPassword for a PostgreSQL login: a user name, or a token id.
-    pub async fn scram_keys(&self, login: &str) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+    async fn scram_keys(&self, login: &str) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
         if let Some(user) = self.store.get_user(login).await? {
             if user.disabled {
                 return Ok(None);
@@ -405,16 +493,31 @@ impl Authenticator {
         }
     }
 
-    /// The principal of a PostgreSQL login that passed SCRAM (a user name or a token id).
+    /// The principal of a PostgreSQL login that passed SCRAM (a user name or a token id),
+    /// checked again on each statement so that disabling or revoking reaches open sessions.
     pub async fn pg_principal(&self, login: &str, client: &str) -> Result<Principal> {
-        if let Some(user) = self.store.get_user(login).await? {
-            if user.disabled {
-                return Err(AuthError::InvalidCredentials);
-            }
-            return Self::principal_of(&user, client);
+        let key = format!("pg:{login}");
+        if let Some(principal) = self.recently_checked(&key, client) {
+            return Ok(principal);
         }
-        let token = self.live_token(login).await?;
-        self.token_owner(&token, client).await
+        let principal = match self.store.get_user(login).await? {
+            Some(user) if user.disabled => return Err(AuthError::InvalidCredentials),
+            Some(user) => Self::principal_of(&user, client)?,
+            None => {
+                let token = self.live_token(login).await?;
+                self.token_owner(&token, client).await?
+            }
+        };
+        self.remember_checked(key, &principal);
+        Ok(principal)
+    }
+
+    /// SCRAM keys for a login, or decoy keys when the login is unknown or disabled.
+    pub async fn scram_keys_or_decoy(&self, login: &str) -> Result<(Vec<u8>, Vec<u8>)> {
+        Ok(self
+            .scram_keys(login)
+            .await?
+            .unwrap_or_else(decoy_scram_keys))
     }
 
     pub async fn audit_pg_login(&self, login: &str, client: &str, error: Option<&AuthError>) {

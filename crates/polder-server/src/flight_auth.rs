@@ -5,13 +5,11 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
 use polder_engine::access;
 use tonic::Status;
 use tonic::metadata::MetadataMap;
 
-use crate::auth::{Authenticator, SESSION_TTL};
+use crate::auth::{Authenticator, SESSION_TTL, parse_basic};
 
 const HANDSHAKE_PATH: &str = "/arrow.flight.protocol.FlightService/Handshake";
 
@@ -25,20 +23,11 @@ pub(crate) async fn handshake(
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    let decoded = header
-        .strip_prefix("Basic ")
-        .and_then(|b| BASE64.decode(b.trim()).ok())
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .ok_or_else(|| {
-            Status::unauthenticated(
-                "the handshake needs `authorization: Basic base64(user:password)`",
-            )
-        })?;
-    let (user, password) = decoded
-        .split_once(':')
-        .ok_or_else(|| Status::unauthenticated("basic credentials need user:password"))?;
+    let (user, password) = parse_basic(header).ok_or_else(|| {
+        Status::unauthenticated("the handshake needs `authorization: Basic base64(user:password)`")
+    })?;
     let principal = auth
-        .login(user, password, client)
+        .login(&user, &password, client)
         .await
         .map_err(|e| Status::unauthenticated(e.to_string()))?;
     let issued = auth

@@ -6,13 +6,11 @@ use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
 use polder_core::{ErrorKind, HasErrorKind, Principal, Role};
 use polder_engine::access;
 use serde::Deserialize;
 
-use crate::auth::{AuthError, Authenticator, SESSION_TTL};
+use crate::auth::{AuthError, Authenticator, SESSION_TTL, parse_basic};
 use crate::http::{AppState, error_response};
 
 fn auth_error(err: &AuthError) -> Response {
@@ -55,13 +53,9 @@ pub(crate) async fn require_auth(
         .to_string();
     let principal = if let Some(token) = header.strip_prefix("Bearer ") {
         auth.verify_token(token.trim(), &client).await
-    } else if let Some(basic) = header.strip_prefix("Basic ") {
-        let decoded = BASE64
-            .decode(basic.trim())
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok());
-        match decoded.as_deref().and_then(|d| d.split_once(':')) {
-            Some((user, password)) => auth.login(user, password, &client).await,
+    } else if header.starts_with("Basic ") {
+        match parse_basic(&header) {
+            Some((user, password)) => auth.login(&user, &password, &client).await,
             None => Err(AuthError::InvalidCredentials),
         }
     } else {
@@ -187,17 +181,14 @@ pub(crate) async fn add_user(State(state): State<AppState>, Json(body): Json<New
         Err(message) => return error_response(ErrorKind::InvalidInput, &message, None),
     };
     let result = auth.add_user(&body.name, role, &body.password).await;
-    let entry = polder_catalog::AuditRecord::new(
+    auth.audit_change(
         &admin.user,
         &admin.client,
         "user",
         &format!("add user {} ({role})", body.name),
-    );
-    let entry = match &result {
-        Ok(()) => entry,
-        Err(err) => entry.failed(&err.to_string()),
-    };
-    let _ = auth.store().append_audit(&entry).await;
+        result.as_ref().err(),
+    )
+    .await;
     match result {
         Ok(()) => (
             axum::http::StatusCode::CREATED,

@@ -25,7 +25,7 @@ use datafusion_postgres::pgwire::api::PgWireConnectionState;
 use datafusion_postgres::pgwire::api::auth::StartupHandler;
 use datafusion_postgres::pgwire::api::auth::noop::NoopStartupHandler;
 use datafusion_postgres::pgwire::api::auth::sasl::SASLAuthStartupHandler;
-use datafusion_postgres::pgwire::api::auth::sasl::scram::{ScramAuth, gen_salted_password};
+use datafusion_postgres::pgwire::api::auth::sasl::scram::ScramAuth;
 use datafusion_postgres::pgwire::api::auth::{
     AuthSource, DefaultServerParameterProvider, LoginInfo, Password,
 };
@@ -75,7 +75,7 @@ impl PgHandlers {
         ];
         let session = Arc::new(engine.session().clone());
         let inner = Arc::new(DfSessionService::new_with_hooks(session, hooks));
-        let principals = Arc::new(PgPrincipals::new(auth.clone()));
+        let principals = Arc::new(PgPrincipals { auth: auth.clone() });
         let parser = Arc::new(PolderQueryParser {
             engine: engine.clone(),
             inner: inner.query_parser(),
@@ -202,69 +202,44 @@ struct ScramSource {
     auth: Authenticator,
 }
 
+fn login_error(err: AuthError) -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        "FATAL".to_string(),
+        "28000".to_string(),
+        err.to_string(),
+    )))
+}
+
 #[async_trait]
 impl AuthSource for ScramSource {
     async fn get_password(&self, login: &LoginInfo) -> PgWireResult<Password> {
         let user = login.user().unwrap_or_default();
-        let keys = self.auth.scram_keys(user).await.map_err(|e| {
-            PgWireError::UserError(Box::new(ErrorInfo::new(
-                "FATAL".to_string(),
-                "28000".to_string(),
-                e.to_string(),
-            )))
-        })?;
-        // An unknown user gets random keys, so that the exchange fails the same way as a
-        // wrong password does.
-        let (salt, salted) = keys.unwrap_or_else(|| {
-            let salt = crate::auth::generate_password().into_bytes();
-            let salted = gen_salted_password(&crate::auth::generate_password(), &salt, 1);
-            (salt, salted)
-        });
+        let (salt, salted) = self
+            .auth
+            .scram_keys_or_decoy(user)
+            .await
+            .map_err(login_error)?;
         Ok(Password::new(Some(salt), salted))
     }
 }
 
-/// The principal of each logged-in PostgreSQL user, looked up once per few seconds (so that a
-/// disabled user or a revoked token stops working quickly without a catalog read per statement).
+/// The user each statement of a session runs as (the authenticator keeps recent answers, so
+/// this costs a catalog read only every few seconds per login).
 struct PgPrincipals {
     auth: Option<Authenticator>,
-    cache: std::sync::Mutex<std::collections::HashMap<String, (Principal, Instant)>>,
 }
 
-const PRINCIPAL_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
-
 impl PgPrincipals {
-    fn new(auth: Option<Authenticator>) -> Self {
-        PgPrincipals {
-            auth,
-            cache: std::sync::Mutex::new(std::collections::HashMap::new()),
-        }
-    }
-
     /// `None` when authentication is off.
     async fn of<C: ClientInfo>(&self, client: &C) -> PgWireResult<Option<Principal>> {
         let Some(auth) = &self.auth else {
             return Ok(None);
         };
         let login = client.metadata().get("user").cloned().unwrap_or_default();
-        let address = describe_client(client);
-        let key = format!("{login}\u{0}{address}");
-        if let Some((principal, at)) = self.cache.lock().expect("principal cache").get(&key)
-            && at.elapsed() < PRINCIPAL_CACHE_TTL
-        {
-            return Ok(Some(principal.clone()));
-        }
-        let principal = auth.pg_principal(&login, &address).await.map_err(|e| {
-            PgWireError::UserError(Box::new(ErrorInfo::new(
-                "FATAL".to_string(),
-                "28000".to_string(),
-                e.to_string(),
-            )))
-        })?;
-        self.cache
-            .lock()
-            .expect("principal cache")
-            .insert(key, (principal.clone(), Instant::now()));
+        let principal = auth
+            .pg_principal(&login, &describe_client(client))
+            .await
+            .map_err(login_error)?;
         Ok(Some(principal))
     }
 }

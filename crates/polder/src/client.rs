@@ -14,6 +14,22 @@ pub enum SqlResult {
     Command { tag: String, rows: Option<u64> },
 }
 
+/// An HTTP client that sends `POLDER_TOKEN` (a personal access token) as its bearer token.
+fn http_client() -> anyhow::Result<reqwest::Client> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Ok(token) = std::env::var("POLDER_TOKEN")
+        && !token.is_empty()
+    {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .context("POLDER_TOKEN is not a valid token")?;
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    Ok(reqwest::Client::builder()
+        .default_headers(headers)
+        .build()?)
+}
+
 fn endpoint(server: &str, path: &str) -> String {
     format!("{}{path}", server.trim_end_matches('/'))
 }
@@ -33,7 +49,7 @@ async fn check(response: reqwest::Response) -> anyhow::Result<reqwest::Response>
 }
 
 pub async fn sql(server: &str, query: &str) -> anyhow::Result<SqlResult> {
-    let client = reqwest::Client::new();
+    let client = http_client()?;
     let response = client
         .post(endpoint(server, "/api/v1/sql"))
         .header(
@@ -70,7 +86,7 @@ pub async fn import(
     format: Option<&str>,
     mode: &str,
 ) -> anyhow::Result<ImportReport> {
-    let client = reqwest::Client::new();
+    let client = http_client()?;
     if source.starts_with("s3://")
         || source.starts_with("http://")
         || source.starts_with("https://")

@@ -261,9 +261,12 @@ async fn open_authenticator(config: &Config) -> anyhow::Result<Authenticator> {
     Ok(Authenticator::new(store))
 }
 
-fn audit_cli(what: &str) -> polder_catalog::AuditRecord {
-    let user = std::env::var("USER").unwrap_or_else(|_| "local".to_string());
-    polder_catalog::AuditRecord::new(&format!("cli:{user}"), "cli", "user", what)
+/// Who changes users and tokens from the CLI, as the audit log names them.
+fn cli_actor() -> String {
+    format!(
+        "cli:{}",
+        std::env::var("USER").unwrap_or_else(|_| "local".to_string())
+    )
 }
 
 pub async fn user(config: &Config, action: crate::UserAction) -> anyhow::Result<()> {
@@ -324,11 +327,8 @@ pub async fn user(config: &Config, action: crate::UserAction) -> anyhow::Result<
             (format!("delete user {name}"), result)
         }
     };
-    let mut entry = audit_cli(&what);
-    if let Err(err) = &result {
-        entry = entry.failed(&err.to_string());
-    }
-    auth.store().append_audit(&entry).await?;
+    auth.audit_change(&cli_actor(), "cli", "user", &what, result.as_ref().err())
+        .await;
     result?;
     Ok(())
 }
@@ -340,8 +340,9 @@ pub async fn token(config: &Config, action: crate::TokenAction) -> anyhow::Resul
         TokenAction::Create { user, label, days } => {
             let ttl = days.map(|d| Duration::from_secs(d * 86_400));
             let issued = auth.issue_token(&user, "personal", &label, ttl).await?;
-            let entry = audit_cli(&format!("create token {} for {user}", issued.id));
-            auth.store().append_audit(&entry).await?;
+            let what = format!("create token {} for {user}", issued.id);
+            auth.audit_change(&cli_actor(), "cli", "user", &what, None)
+                .await;
             println!("{}", issued.token);
             eprintln!(
                 "token id {} for '{user}' (shown only now; on the PostgreSQL wire log in as user {} with the part after it as password)",
@@ -374,8 +375,14 @@ pub async fn token(config: &Config, action: crate::TokenAction) -> anyhow::Resul
             if !auth.revoke_token(&id).await? {
                 bail!("no token '{id}'");
             }
-            let entry = audit_cli(&format!("revoke token {id}"));
-            auth.store().append_audit(&entry).await?;
+            auth.audit_change(
+                &cli_actor(),
+                "cli",
+                "user",
+                &format!("revoke token {id}"),
+                None,
+            )
+            .await;
             println!("revoked {id}");
         }
     }

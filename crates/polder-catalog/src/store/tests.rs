@@ -118,6 +118,98 @@ async fn exercise(store: &CatalogStore) {
     ));
 }
 
+/// Users, tokens, grants and the audit log round-trip with the same types on both backends.
+async fn exercise_security(store: &CatalogStore) {
+    use crate::{AuditRecord, GrantRecord, TokenRecord, UserRecord};
+
+    let mut user = UserRecord {
+        name: "ann".to_string(),
+        role: "analyst".to_string(),
+        password_hash: "$argon2id$hash".to_string(),
+        scram_salt: "c2FsdA==".to_string(),
+        scram_salted: "c2FsdGVk".to_string(),
+        disabled: false,
+        created_at: 1_700_000_000_000,
+    };
+    let before = store.generation().await.unwrap();
+    store.create_user(&user).await.unwrap();
+    assert!(
+        store.generation().await.unwrap() > before,
+        "a user change is a catalog change"
+    );
+    assert!(matches!(
+        store.create_user(&user).await,
+        Err(CatalogError::UserExists(_))
+    ));
+    assert_eq!(store.get_user("ann").await.unwrap().as_ref(), Some(&user));
+    user.disabled = true;
+    user.role = "engineer".to_string();
+    store.update_user(&user).await.unwrap();
+    assert_eq!(store.get_user("ann").await.unwrap(), Some(user.clone()));
+    assert_eq!(store.user_count().await.unwrap(), 1);
+
+    let token = |id: &str, expires_at: Option<i64>| TokenRecord {
+        id: id.to_string(),
+        user_name: "ann".to_string(),
+        kind: "personal".to_string(),
+        label: "bi".to_string(),
+        secret_hash: "ab12".to_string(),
+        scram_salt: "c2FsdA==".to_string(),
+        scram_salted: "c2FsdGVk".to_string(),
+        created_at: 1_700_000_000_000,
+        expires_at,
+        revoked: false,
+    };
+    store.create_token(&token("t1", None)).await.unwrap();
+    store
+        .create_token(&token("t2", Some(1_800_000_000_000)))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_token("t2").await.unwrap(),
+        Some(token("t2", Some(1_800_000_000_000)))
+    );
+    assert!(store.revoke_token("t1").await.unwrap());
+    assert!(!store.revoke_token("missing").await.unwrap());
+    assert!(store.get_token("t1").await.unwrap().unwrap().revoked);
+    assert_eq!(store.list_tokens(Some("ann")).await.unwrap().len(), 2);
+
+    let grant = GrantRecord {
+        grantee_kind: "user".to_string(),
+        grantee: "ann".to_string(),
+        privilege: "SELECT".to_string(),
+        schema: "gold".to_string(),
+        table: String::new(),
+        granted_by: "admin".to_string(),
+        created_at: 1_700_000_000_000,
+    };
+    store
+        .add_grants(&[grant.clone(), grant.clone()])
+        .await
+        .unwrap();
+    assert_eq!(store.list_grants().await.unwrap(), vec![grant.clone()]);
+    store
+        .remove_grants(std::slice::from_ref(&grant))
+        .await
+        .unwrap();
+    assert!(store.list_grants().await.unwrap().is_empty());
+    store.add_grants(&[grant]).await.unwrap();
+
+    let entry = AuditRecord::new("ann", "http 127.0.0.1:1", "login_failed", "password")
+        .failed("invalid credentials");
+    store.append_audit(&entry).await.unwrap();
+    assert_eq!(store.read_audit(10).await.unwrap(), vec![entry]);
+
+    // Deleting a user takes its tokens and grants with it.
+    store.delete_user("ann").await.unwrap();
+    assert!(matches!(
+        store.delete_user("ann").await,
+        Err(CatalogError::UserNotFound(_))
+    ));
+    assert!(store.list_tokens(None).await.unwrap().is_empty());
+    assert!(store.list_grants().await.unwrap().is_empty());
+}
+
 #[tokio::test]
 async fn sqlite_catalog_works() {
     let dir = tempfile::tempdir().unwrap();
@@ -125,6 +217,7 @@ async fn sqlite_catalog_works() {
     let store = CatalogStore::open(&url).await.unwrap();
     assert_eq!(store.backend(), Backend::Sqlite);
     exercise(&store).await;
+    exercise_security(&store).await;
 
     // Reopening runs no migration twice and keeps the data.
     store.create_schema("kept", false).await.unwrap();
@@ -140,6 +233,7 @@ async fn postgres_catalog_works_and_is_shared() {
     let first = CatalogStore::open(&database.url).await.unwrap();
     assert_eq!(first.backend(), Backend::Postgres);
     exercise(&first).await;
+    exercise_security(&first).await;
 
     // A second process on the same database sees the first one's changes.
     let second = CatalogStore::open(&database.url).await.unwrap();
