@@ -43,6 +43,25 @@ fn wait_for_data_files(table_dir: &std::path::Path, before: usize) {
     }
 }
 
+/// Runs `sql`, kills the server with -9 once the write has added data files to `table_dir`
+/// (beyond `files_before`) and is still running, then starts the server again.
+fn kill_9_mid_write(
+    server: &mut Server,
+    sql: &str,
+    table_dir: &std::path::Path,
+    files_before: usize,
+) {
+    let writer = start_write(server, sql);
+    wait_for_data_files(table_dir, files_before);
+    assert!(
+        !writer.is_finished(),
+        "the write must still run when the server is killed; raise its row count"
+    );
+    server.kill9();
+    let _ = writer.join();
+    server.restart();
+}
+
 fn parquet_files(table_dir: &std::path::Path) -> usize {
     std::fs::read_dir(table_dir)
         .map(|d| {
@@ -65,19 +84,12 @@ fn kill_9_during_an_insert_leaves_the_previous_version() {
 
     // A large insert, killed while it writes data files.
     let before = parquet_files(&table_dir);
-    let writer = start_write(
-        &server,
+    kill_9_mid_write(
+        &mut server,
         "INSERT INTO ledger SELECT v, repeat('x', 40) || CAST(v AS VARCHAR) FROM generate_series(1, 300000000) AS t(v)",
+        &table_dir,
+        before,
     );
-    wait_for_data_files(&table_dir, before);
-    assert!(
-        !writer.is_finished(),
-        "the insert must still run when the server is killed; raise its row count"
-    );
-    server.kill9();
-    let _ = writer.join();
-
-    server.restart();
     let rows = server.rows("SELECT count(*), min(payload), max(payload) FROM ledger");
     assert_eq!(rows[0][0], 1000, "only the committed rows are visible");
     assert_eq!(rows[0][1], "committed");
@@ -94,19 +106,12 @@ fn kill_9_during_create_table_as_select_leaves_no_table() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(dir.path());
     let table_dir = dir.path().join("lake/public/big_copy");
-    let writer = start_write(
-        &server,
+    kill_9_mid_write(
+        &mut server,
         "CREATE TABLE public.big_copy AS SELECT v, repeat('y', 40) AS pad FROM generate_series(1, 300000000) AS t(v)",
+        &table_dir,
+        0,
     );
-    wait_for_data_files(&table_dir, 0);
-    assert!(
-        !writer.is_finished(),
-        "the create must still run when the server is killed; raise its row count"
-    );
-    server.kill9();
-    let _ = writer.join();
-
-    server.restart();
     let (status, error) = server.sql("SELECT count(*) FROM big_copy");
     assert_eq!(status, 404, "the half-made table does not exist: {error}");
     // The name is free: creating it again works and gives exactly the new rows.
