@@ -152,8 +152,9 @@ def median(values):
 class PolderServer:
     """`polder serve` on free loopback ports; a context manager that always stops it."""
 
-    def __init__(self, binary: Path, data_dir: Path, log_path: Path, extra_args=(), log_level="warn"):
+    def __init__(self, binary: Path, data_dir: Path, log_path: Path, extra_args=(), log_level="warn", env=None):
         self.binary = binary
+        self.env_overrides = dict(env or {})
         self.data_dir = data_dir
         self.log_path = log_path
         self.extra_args = list(extra_args)
@@ -186,6 +187,7 @@ class PolderServer:
         env["POLDER_LOG_LEVEL"] = self.log_level
         # Loopback only, and the benchmarks measure the engine and the protocols, not logins.
         env.setdefault("POLDER_AUTH_ENABLED", "false")
+        env.update(self.env_overrides)
         cmd = [
             str(self.binary), "serve",
             "--data-dir", str(self.data_dir),

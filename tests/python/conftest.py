@@ -12,6 +12,7 @@ import json
 import os
 import re
 import socket
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -49,9 +50,12 @@ def _port_open(port: int) -> bool:
         return False
 
 
-def _ready(http_port: int) -> bool:
+def _ready(http_port: int, tls: bool = False) -> bool:
+    scheme = "https" if tls else "http"
+    # Readiness only: the TLS tests check the certificate themselves.
+    context = ssl._create_unverified_context() if tls else None
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/ready", timeout=2) as response:
+        with urllib.request.urlopen(f"{scheme}://127.0.0.1:{http_port}/ready", timeout=2, context=context) as response:
             return response.status == 200
     except (urllib.error.URLError, OSError):
         return False
@@ -111,7 +115,13 @@ class PolderServer:
 
 
 @contextlib.contextmanager
-def _running_polder(tmp_path_factory, demo: bool, env_overrides: dict[str, str]):
+def _running_polder(
+    tmp_path_factory,
+    demo: bool,
+    env_overrides: dict[str, str],
+    extra_args: tuple[str, ...] = (),
+    tls: bool = False,
+):
     """`polder serve` on free loopback ports, stopped (and checked for a crash) afterwards."""
     binary = Path(POLDER_BIN)
     if not binary.is_file():
@@ -130,6 +140,7 @@ def _running_polder(tmp_path_factory, demo: bool, env_overrides: dict[str, str])
         "--http-listen", f"127.0.0.1:{http_port}",
         "--pg-listen", f"127.0.0.1:{pg_port}",
         "--flight-listen", f"127.0.0.1:{flight_port}",
+        *extra_args,
     ]
     env = dict(os.environ)
     env.setdefault("POLDER_LOG_LEVEL", "warn")
@@ -148,7 +159,7 @@ def _running_polder(tmp_path_factory, demo: bool, env_overrides: dict[str, str])
                     f"command: {' '.join(command)}\n--- stderr ---\n{server.stderr()}",
                     pytrace=False,
                 )
-            if _port_open(pg_port) and _ready(http_port):
+            if _port_open(pg_port) and _ready(http_port, tls):
                 break
             if time.monotonic() > deadline:
                 pytest.fail(

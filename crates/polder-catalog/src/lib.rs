@@ -4,9 +4,13 @@
 //! and on PostgreSQL (production, shared by several `polder serve` processes), through sqlx's
 //! `Any` driver. The catalog never touches table data; the engine joins names to lake tables.
 
+mod governance;
 mod security;
 mod store;
 
+pub use governance::{
+    ColumnMaskRecord, QueryRecord, RowPolicyRecord, SecretInfo, SecretRecord, SecretVault, now,
+};
 pub use security::{AuditRecord, GrantRecord, TokenRecord, UserRecord};
 
 pub use store::{

@@ -217,6 +217,10 @@ impl CatalogStore {
             .bind(name)
             .execute(&mut *tx)
             .await?;
+        sqlx::query("DELETE FROM polder_user_attributes WHERE user_name = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
         bump_generation(&mut tx).await?;
         tx.commit().await?;
         Ok(())
@@ -280,6 +284,17 @@ impl CatalogStore {
             .execute(&self.pool)
             .await?;
         Ok(updated.rows_affected() > 0)
+    }
+
+    /// Deletes tokens that expired before `now` (and revoked session tokens); returns how many.
+    pub async fn delete_expired_tokens(&self, now: i64) -> Result<u64> {
+        let deleted = sqlx::query(
+            "DELETE FROM polder_tokens WHERE (expires_at IS NOT NULL AND expires_at < $1) OR (kind = 'session' AND revoked = 1)",
+        )
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(deleted.rows_affected())
     }
 
     /// Adds grants (those that exist already stay as they are), all in one transaction.

@@ -49,6 +49,18 @@ pub enum CatalogError {
     /// A statement names a user that does not exist.
     #[error("user '{0}' does not exist")]
     UserNotFound(String),
+    /// A row policy, column mask or secret that does not exist.
+    #[error("{kind} '{name}' does not exist")]
+    ObjectNotFound { kind: &'static str, name: String },
+    /// A row policy, column mask or secret whose name (or column) is taken.
+    #[error("{kind} '{name}' already exists")]
+    ObjectExists { kind: &'static str, name: String },
+    /// A name that cannot be used (for a secret, say).
+    #[error("{0}")]
+    InvalidName(String),
+    /// A stored secret that cannot be opened (wrong key).
+    #[error("{0}")]
+    Secret(String),
     /// The store answered with an error while serving.
     #[error("catalog store error: {0}")]
     Database(String),
@@ -61,13 +73,16 @@ impl HasErrorKind for CatalogError {
             CatalogError::Migrate { .. } => ErrorKind::Internal,
             CatalogError::SchemaNotFound(_)
             | CatalogError::TableNotFound(_)
-            | CatalogError::UserNotFound(_) => ErrorKind::NotFound,
+            | CatalogError::UserNotFound(_)
+            | CatalogError::ObjectNotFound { .. } => ErrorKind::NotFound,
             CatalogError::SchemaExists(_)
             | CatalogError::TableExists { .. }
-            | CatalogError::UserExists(_) => ErrorKind::AlreadyExists,
-            CatalogError::SchemaNotEmpty { .. } | CatalogError::WrongKind { .. } => {
-                ErrorKind::InvalidInput
-            }
+            | CatalogError::UserExists(_)
+            | CatalogError::ObjectExists { .. } => ErrorKind::AlreadyExists,
+            CatalogError::SchemaNotEmpty { .. }
+            | CatalogError::WrongKind { .. }
+            | CatalogError::InvalidName(_)
+            | CatalogError::Secret(_) => ErrorKind::InvalidInput,
         }
     }
 }
@@ -216,6 +231,11 @@ fn migrator() -> Migrator {
             2,
             "security",
             include_str!("../migrations/0002_security.sql"),
+        ),
+        migration(
+            3,
+            "governance",
+            include_str!("../migrations/0003_governance.sql"),
         ),
     ];
     Migrator {
@@ -431,6 +451,7 @@ impl CatalogStore {
             .bind(name)
             .execute(&mut *tx)
             .await?;
+        crate::governance::forget_table_rules(&mut tx, name, None).await?;
         sqlx::query("DELETE FROM polder_schemas WHERE name = $1")
             .bind(name)
             .execute(&mut *tx)
@@ -547,6 +568,7 @@ impl CatalogStore {
             .bind(name)
             .execute(&mut *tx)
             .await?;
+        crate::governance::forget_table_rules(&mut tx, schema, Some(name)).await?;
         bump_generation(&mut tx).await?;
         tx.commit().await?;
         Ok(entry)

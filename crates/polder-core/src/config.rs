@@ -187,6 +187,36 @@ const SETTINGS: &[Setting] = &[
         help: "require credentials for /metrics too",
     },
     Setting {
+        key: "tls.cert",
+        env: &["POLDER_TLS_CERT"],
+        sensitivity: Sensitivity::Plain,
+        help: "PEM certificate chain: every listener serves TLS with it (with tls.key)",
+    },
+    Setting {
+        key: "tls.key",
+        env: &["POLDER_TLS_KEY"],
+        sensitivity: Sensitivity::Plain,
+        help: "PEM private key of tls.cert",
+    },
+    Setting {
+        key: "tls.self_signed",
+        env: &["POLDER_TLS_SELF_SIGNED"],
+        sensitivity: Sensitivity::Plain,
+        help: "serve TLS with a self-signed certificate kept in <data_dir>/tls",
+    },
+    Setting {
+        key: "secrets.key",
+        env: &["POLDER_SECRET_KEY"],
+        sensitivity: Sensitivity::Secret,
+        help: "key that encrypts stored secrets (32 bytes, base64); else secrets.key_file",
+    },
+    Setting {
+        key: "secrets.key_file",
+        env: &["POLDER_SECRET_KEY_FILE"],
+        sensitivity: Sensitivity::Plain,
+        help: "file holding the secrets key (created on first use when missing)",
+    },
+    Setting {
         key: "log.level",
         env: &["POLDER_LOG_LEVEL"],
         sensitivity: Sensitivity::Plain,
@@ -213,6 +243,8 @@ fn default_for(key: &str, data_dir: &str) -> String {
         "s3.path_style" | "s3.allow_http" => "false".to_string(),
         "auth.enabled" => "true".to_string(),
         "auth.protect_metrics" => "false".to_string(),
+        "tls.self_signed" => "false".to_string(),
+        "secrets.key_file" => format!("{data_dir}/secret.key"),
         "log.level" => "info".to_string(),
         "log.format" => "text".to_string(),
         _ => String::new(),
@@ -341,6 +373,26 @@ pub struct AuthConfig {
     pub protect_metrics: bool,
 }
 
+/// Where the listeners' TLS certificate comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsConfig {
+    /// Plain connections.
+    Off,
+    /// A certificate chain and its key, as PEM files.
+    Files { cert: PathBuf, key: PathBuf },
+    /// A self-signed certificate generated once into `<data_dir>/tls`.
+    SelfSigned,
+}
+
+/// Where the key that encrypts stored secrets comes from.
+#[derive(Debug, Clone)]
+pub enum SecretKeySource {
+    /// The key itself (`POLDER_SECRET_KEY`).
+    Value(Secret),
+    /// A file holding it, created on first use.
+    File(PathBuf),
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     Text,
@@ -359,6 +411,8 @@ pub struct Config {
     pub flight_listen: SocketAddr,
     pub s3: S3Config,
     pub auth: AuthConfig,
+    pub tls: TlsConfig,
+    pub secret_key: SecretKeySource,
     pub log_level: String,
     pub log_format: LogFormat,
     /// Every setting with its effective value (secrets masked) and source, for `config show`.
@@ -470,8 +524,21 @@ impl Config {
             }
         };
         let optional = |key: &str| Some(get(key)).filter(|v| !v.is_empty());
+        // Secret settings may name where the value is (`env:NAME`, `file:PATH`) instead.
+        let secret = |key: &str| -> Result<Option<Secret>, ConfigError> {
+            match optional(key) {
+                None => Ok(None),
+                Some(value) => {
+                    crate::secret::resolve_reference(&value, |name| env.get(name).cloned())
+                        .map(|v| Some(Secret::new(v)))
+                        .map_err(|message| invalid(key, message))
+                }
+            }
+        };
 
-        let catalog_url = get("catalog");
+        let catalog_url = secret("catalog")?
+            .map(|s| s.expose().to_string())
+            .unwrap_or_default();
         if !(catalog_url.starts_with("sqlite:")
             || catalog_url.starts_with("postgres://")
             || catalog_url.starts_with("postgresql://"))
@@ -510,12 +577,44 @@ impl Config {
                 .as_deref()
                 .is_some_and(|e| e.starts_with("http://"));
 
+        let tls = match (
+            optional("tls.cert"),
+            optional("tls.key"),
+            parse_bool("tls.self_signed")?,
+        ) {
+            (Some(_), _, true) | (_, Some(_), true) => {
+                return Err(invalid(
+                    "tls.self_signed",
+                    "choose either a certificate (tls.cert and tls.key) or a self-signed one"
+                        .to_string(),
+                ));
+            }
+            (Some(cert), Some(key), false) => TlsConfig::Files {
+                cert: PathBuf::from(cert),
+                key: PathBuf::from(key),
+            },
+            (Some(_), None, false) => {
+                return Err(invalid("tls.cert", "tls.key is needed too".to_string()));
+            }
+            (None, Some(_), false) => {
+                return Err(invalid("tls.key", "tls.cert is needed too".to_string()));
+            }
+            (None, None, true) => TlsConfig::SelfSigned,
+            (None, None, false) => TlsConfig::Off,
+        };
+        let secret_key = match secret("secrets.key")? {
+            Some(key) => SecretKeySource::Value(key),
+            None => SecretKeySource::File(PathBuf::from(get("secrets.key_file"))),
+        };
+
         let effective = SETTINGS
             .iter()
             .map(|setting| {
                 let (value, source) = values[setting.key].clone();
                 let shown_value = match setting.sensitivity {
                     Sensitivity::Plain => value,
+                    // A reference says where the secret is, not what it is.
+                    _ if crate::secret::is_reference(&value) => value,
                     Sensitivity::Url => mask_url_password(&value),
                     Sensitivity::Secret if value.is_empty() => value,
                     Sensitivity::Secret => "****".to_string(),
@@ -541,15 +640,17 @@ impl Config {
                 region: get("s3.region"),
                 path_style: parse_bool("s3.path_style")?,
                 allow_http,
-                access_key_id: optional("s3.access_key_id").map(Secret::new),
-                secret_access_key: optional("s3.secret_access_key").map(Secret::new),
-                session_token: optional("s3.session_token").map(Secret::new),
+                access_key_id: secret("s3.access_key_id")?,
+                secret_access_key: secret("s3.secret_access_key")?,
+                session_token: secret("s3.session_token")?,
             },
             auth: AuthConfig {
                 enabled: parse_bool("auth.enabled")?,
-                admin_password: optional("auth.admin_password").map(Secret::new),
+                admin_password: secret("auth.admin_password")?,
                 protect_metrics: parse_bool("auth.protect_metrics")?,
             },
+            tls,
+            secret_key,
             log_level: get("log.level"),
             log_format,
             effective,

@@ -7,11 +7,12 @@ pub mod secret;
 pub mod security;
 
 pub use config::{
-    AuthConfig, Config, ConfigError, ConfigLayer, LogFormat, S3Config, SettingSource,
+    AuthConfig, Config, ConfigError, ConfigLayer, LogFormat, S3Config, SecretKeySource,
+    SettingSource, TlsConfig,
 };
 pub use error::{ErrorKind, HasErrorKind};
 pub use names::{NameError, TableName, validate_identifier};
-pub use secret::{Secret, mask_url_password};
+pub use secret::{Secret, SecretError, SecretKey, mask_url_password};
 pub use security::{Principal, Privilege, Role};
 
 /// The SQL catalog name under which every schema lives.

@@ -13,7 +13,7 @@ use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{
     FromTable, ObjectName, ObjectType, SchemaName, Statement, TableFactor, TableObject,
 };
-use polder_catalog::GrantRecord;
+use polder_catalog::{ColumnMaskRecord, GrantRecord, RowPolicyRecord};
 use polder_core::{Principal, Privilege, Role};
 
 use crate::error::{EngineError, Result};
@@ -25,7 +25,11 @@ tokio::task_local! {
 /// The rights a statement runs with.
 #[derive(Debug, Clone)]
 pub struct Access {
+    /// Whose rights table access is checked with (a view's owner while its definition is
+    /// planned).
     pub principal: Principal,
+    /// Who asked: row policies and column masks apply to this user even inside views.
+    pub reader: Principal,
     /// The table the statement writes (`schema`, `table`) and the privilege that needs.
     pub write_target: Option<(String, String, Privilege)>,
     /// The engine audits the statement as a whole (DDL, DML, grants), refusals included, so a
@@ -36,6 +40,7 @@ pub struct Access {
 impl Access {
     pub fn new(principal: Principal) -> Self {
         Access {
+            reader: principal.clone(),
             principal,
             write_target: None,
             statement_audited: false,
@@ -66,11 +71,23 @@ pub fn current_principal() -> Principal {
         .unwrap_or_else(Principal::system)
 }
 
-/// Users' roles and the grants, as of one catalog generation.
+/// The row policies and column masks of one table.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct TableRules {
+    pub policies: Vec<RowPolicyRecord>,
+    pub masks: Vec<ColumnMaskRecord>,
+}
+
+/// Users' roles and attributes, the grants, row policies and column masks, as of one catalog
+/// generation.
 #[derive(Debug, Default)]
 pub(crate) struct SecurityListing {
     pub roles: HashMap<String, Role>,
     pub grants: Vec<GrantRecord>,
+    /// By (schema, table).
+    pub rules: HashMap<(String, String), TableRules>,
+    /// user -> attribute -> value, for `current_user_attribute`.
+    pub attributes: HashMap<String, std::collections::BTreeMap<String, String>>,
 }
 
 impl SecurityListing {
@@ -128,11 +145,23 @@ impl SecurityListing {
 
     /// The rights a view's definition is planned with: its owner's, so that a view publishes
     /// what its owner may read and an analyst's own view reaches only what the analyst may.
-    pub fn owner_access(&self, owner: Option<&str>) -> Access {
-        match owner.and_then(|name| self.roles.get(name).map(|role| (name, *role))) {
+    ///
+    /// The reader stays the reader: row policies and masks under the view apply to it.
+    pub fn owner_access(&self, owner: Option<&str>, reader: Option<Principal>) -> Access {
+        let mut access = match owner.and_then(|name| self.roles.get(name).map(|role| (name, *role)))
+        {
             Some((name, role)) => Access::new(Principal::new(name, role, "view owner")),
             None => Access::new(Principal::system()),
+        };
+        if let Some(reader) = reader {
+            access.reader = reader;
         }
+        access
+    }
+
+    /// The rules of `schema.table`, when it has any.
+    pub fn rules_of(&self, schema: &str, table: &str) -> Option<&TableRules> {
+        self.rules.get(&(schema.to_string(), table.to_string()))
     }
 }
 
@@ -295,6 +324,9 @@ pub(crate) fn authorize_statement(statement: &DFStatement) -> Result<Option<Acce
             }
         }
         Statement::Grant(_) | Statement::Revoke(_) => check_admin("change grants")?,
+        Statement::CreatePolicy(_) | Statement::DropPolicy(_) | Statement::Call(_) => {
+            check_admin("change row policies and column masks")?
+        }
         _ => {}
     }
     Ok(Some(access))
@@ -319,6 +351,8 @@ mod tests {
     #[test]
     fn analysts_need_grants_and_viewers_get_nothing() {
         let listing = SecurityListing {
+            rules: HashMap::new(),
+            attributes: HashMap::new(),
             roles: HashMap::new(),
             grants: vec![
                 grant("user", "ann", "SELECT", "gold", ""),

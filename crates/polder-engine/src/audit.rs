@@ -26,6 +26,9 @@ pub(crate) fn audited_action(statement: &DFStatement) -> Option<&'static str> {
         | Statement::Drop { .. }
         | Statement::AlterTable(_) => Some("ddl"),
         Statement::Grant(_) | Statement::Revoke(_) => Some("grant"),
+        Statement::CreatePolicy(_) | Statement::DropPolicy(_) | Statement::Call(_) => {
+            Some("policy")
+        }
         _ => None,
     }
 }

@@ -152,6 +152,22 @@ impl CatalogState {
             .filter_map(|user| Some((user.name, user.role.parse::<Role>().ok()?)))
             .collect();
         let grants = self.store.list_grants().await?;
+        let mut rules: HashMap<(String, String), access::TableRules> = HashMap::new();
+        for policy in self.store.list_row_policies().await? {
+            rules
+                .entry((policy.schema.clone(), policy.table.clone()))
+                .or_default()
+                .policies
+                .push(policy);
+        }
+        for mask in self.store.list_column_masks().await? {
+            rules
+                .entry((mask.schema.clone(), mask.table.clone()))
+                .or_default()
+                .masks
+                .push(mask);
+        }
+        let attributes = self.store.user_attributes().await?.into_iter().collect();
         let mut schemas: BTreeMap<String, BTreeMap<String, TableEntry>> = snapshot
             .schemas
             .into_iter()
@@ -170,8 +186,12 @@ impl CatalogState {
         let mut current = self.listing.write().expect("listing lock");
         if listing.generation >= current.generation {
             *current = listing;
-            *self.security.write().expect("security lock") =
-                Arc::new(SecurityListing { roles, grants });
+            *self.security.write().expect("security lock") = Arc::new(SecurityListing {
+                roles,
+                grants,
+                rules,
+                attributes,
+            });
         }
         Ok(())
     }
@@ -235,22 +255,48 @@ impl CatalogState {
         let Some(entry) = listing.entry(schema, base).cloned() else {
             return Ok(None);
         };
-        if let Some(access) = access::current()
-            && let Err(denied) = self.security().check_table(&access, schema, base)
+        let access = access::current();
+        if let Some(access) = &access
+            && let Err(denied) = self.security().check_table(access, schema, base)
         {
             if !access.statement_audited {
-                crate::audit::record_refused_table(&self.store, &access, schema, base, &denied);
+                crate::audit::record_refused_table(&self.store, access, schema, base, &denied);
             }
             return Err(denied);
         }
-        match (entry.kind, selector) {
-            (TableKind::View, TableSelector::Latest) => self.view_provider(&entry).await.map(Some),
-            (TableKind::View, _) => Err(EngineError::InvalidInput(format!(
-                "'{}' is a view: time travel and history apply to tables",
-                entry.qualified_name()
-            ))),
-            (TableKind::Table, selector) => self.table_provider(&entry, selector).await.map(Some),
+        let is_history = matches!(selector, TableSelector::History);
+        let provider = match (entry.kind, selector) {
+            (TableKind::View, TableSelector::Latest) => self.view_provider(&entry).await?,
+            (TableKind::View, _) => {
+                return Err(EngineError::InvalidInput(format!(
+                    "'{}' is a view: time travel and history apply to tables",
+                    entry.qualified_name()
+                )));
+            }
+            (TableKind::Table, selector) => self.table_provider(&entry, selector).await?,
+        };
+        // Row policies and column masks: every path that reads a table comes through here.
+        let security = self.security();
+        match (&access, security.rules_of(schema, base)) {
+            (Some(access), Some(rules)) if !is_history && !access.reader.is_admin() => {
+                let session = self.session_state()?;
+                crate::governance::govern(
+                    provider, schema, base, rules, access, &security, &session,
+                )
+                .map(Some)
+            }
+            _ => Ok(Some(provider)),
         }
+    }
+
+    /// The engine's current session state (functions and settings for planning).
+    pub(crate) fn session_state(&self) -> Result<datafusion::execution::SessionState> {
+        self.session
+            .read()
+            .expect("session lock")
+            .upgrade()
+            .map(|session| session.state())
+            .ok_or_else(|| EngineError::InvalidInput("the engine is shutting down".to_string()))
     }
 
     async fn table_provider(
@@ -310,7 +356,8 @@ impl CatalogState {
             .upgrade()
             .ok_or_else(|| EngineError::InvalidInput("the engine is shutting down".to_string()))?;
         // The definition is planned with its owner's rights, not the reader's.
-        let owner = self.security().owner_access(entry.owner.as_deref());
+        let reader = access::current().map(|access| access.reader.clone());
+        let owner = self.security().owner_access(entry.owner.as_deref(), reader);
         let state = session.state();
         let plan = access::run_with(owner, state.create_logical_plan(&definition))
             .await

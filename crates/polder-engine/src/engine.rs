@@ -91,8 +91,9 @@ pub enum StatementOutput {
 
 /// The SQL engine. Cheap to share behind an `Arc`; every listener uses the same one.
 pub struct Engine {
-    session: Arc<SessionContext>,
+    pub(crate) session: Arc<SessionContext>,
     pub(crate) catalog: Arc<CatalogState>,
+    query_log: Arc<crate::query_log::QueryLog>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -143,21 +144,32 @@ impl Engine {
             ),
         }));
         catalog.set_session(&session);
+        let query_log = crate::query_log::QueryLog::new(catalog.store.clone());
         if let Some(polder) = session.catalog(CATALOG_NAME) {
             polder.register_schema(
                 crate::system::SYSTEM_SCHEMA,
                 Arc::new(crate::system::SystemSchema {
                     store: catalog.store.clone(),
+                    queries: query_log.clone(),
                 }),
             )?;
         }
         catalog.reload().await?;
-        Ok(Engine { session, catalog })
+        Ok(Engine {
+            session,
+            catalog,
+            query_log,
+        })
     }
 
     /// The DataFusion session (listeners add their functions and `pg_catalog` to it).
     pub fn session(&self) -> &SessionContext {
         &self.session
+    }
+
+    /// Query history: listeners time each statement with it; `system.queries` reads it.
+    pub fn query_log(&self) -> &Arc<crate::query_log::QueryLog> {
+        &self.query_log
     }
 
     pub fn catalog_store(&self) -> &CatalogStore {
@@ -213,6 +225,59 @@ impl Engine {
             crate::audit::record(&self.catalog.store, action, &text, result.as_ref().err()).await;
         }
         result
+    }
+
+    /// Runs one statement with parameter values (a prepared statement): authorized and audited
+    /// like [`Engine::execute`], planned with the parameters bound.
+    pub async fn execute_with_params(
+        &self,
+        statement: DFStatement,
+        params: Option<&datafusion::common::ParamValues>,
+    ) -> Result<StatementOutput> {
+        let audited = crate::audit::audited_action(&statement);
+        let text = audited.map(|_| statement.to_string());
+        let rights = access::authorize_statement(&statement);
+        let work = async {
+            let plan = self.plan_authorized(statement).await?;
+            let plan = match params {
+                Some(values) => plan.replace_params_with_values(values)?,
+                None => plan,
+            };
+            self.execute_plan(plan).await
+        };
+        let result = match rights {
+            Ok(Some(mut rights)) => {
+                rights.statement_audited = audited.is_some();
+                access::run_with(rights, work).await
+            }
+            Ok(None) => work.await,
+            Err(denied) => Err(denied),
+        };
+        if let (Some(action), Some(text)) = (audited, text) {
+            crate::audit::record(&self.catalog.store, action, &text, result.as_ref().err()).await;
+        }
+        result
+    }
+
+    /// Runs `work` (a client library planning `sql`, say) with the rights `sql`'s first
+    /// statement runs with: its write target set, refused at once when the role may not run
+    /// it. SQL that does not parse runs `work` as it is, which reports the syntax error.
+    pub async fn with_rights_of<F: std::future::Future>(
+        &self,
+        sql: &str,
+        work: F,
+    ) -> Result<F::Output> {
+        let Ok(statements) = self.parse(sql) else {
+            return Ok(work.await);
+        };
+        match statements
+            .first()
+            .map(access::authorize_statement)
+            .transpose()?
+        {
+            Some(Some(rights)) => Ok(access::run_with(rights, work).await),
+            _ => Ok(work.await),
+        }
     }
 
     async fn execute_authorized(&self, statement: DFStatement) -> Result<StatementOutput> {
@@ -467,6 +532,15 @@ impl Engine {
             }
             Statement::Grant(grant) => self.grant(grant).await.map(Some),
             Statement::Revoke(revoke) => self.revoke(revoke).await.map(Some),
+            Statement::CreatePolicy(policy) => self.create_policy(policy).await.map(Some),
+            Statement::DropPolicy(drop) => self.drop_policy(drop).await.map(Some),
+            Statement::Call(call) => match self.column_mask_call(call).await? {
+                Some(outcome) => Ok(Some(outcome)),
+                None => Err(EngineError::Unsupported(format!(
+                    "CALL {}: Polder has no such procedure",
+                    call.name
+                ))),
+            },
             _ => Ok(None),
         }
     }
@@ -596,6 +670,9 @@ impl Engine {
                 | Statement::Truncate(_)
                 | Statement::Grant(_)
                 | Statement::Revoke(_)
+                | Statement::CreatePolicy(_)
+                | Statement::DropPolicy(_)
+                | Statement::Call(_)
                 | Statement::StartTransaction { .. }
                 | Statement::Commit { .. }
                 | Statement::Rollback { .. }
@@ -603,7 +680,7 @@ impl Engine {
     }
 }
 
-fn normalize_ident(ident: &Ident) -> String {
+pub(crate) fn normalize_ident(ident: &Ident) -> String {
     if ident.quote_style.is_some() {
         ident.value.clone()
     } else {

@@ -16,8 +16,10 @@ mod dialect;
 mod engine;
 mod error;
 mod exec;
+mod governance;
 mod grants;
 mod history;
+mod query_log;
 mod rewrite;
 mod system;
 mod table;
@@ -27,6 +29,7 @@ pub use describe::{CatalogDescription, ColumnDescription, SchemaDescription, Tab
 pub use dialect::PolderDialect;
 pub use engine::{CommandOutcome, Engine, StatementOutput};
 pub use error::{EngineError, Result, classify, datafusion_message};
+pub use query_log::{QueryLog, QueryTracker};
 pub use write::{WriteMode, WriteOutcome};
 
 /// A plain DataFusion session that can run Delta writes (for loads that bring their own

@@ -81,6 +81,24 @@ pub(crate) fn rewrite_shorthands(sql: &str) -> Result<Option<String>> {
         }
         if at_statement_start
             && let Token::Word(word) = token
+            && matches!(word.keyword, Keyword::CREATE | Keyword::DROP)
+        {
+            let next = skip_spaces(&tokens, index + 1);
+            let after = skip_spaces(&tokens, next + 1);
+            if is_unquoted_word(tokens.get(next), "column")
+                && is_unquoted_word(tokens.get(after), "mask")
+            {
+                let creating = word.keyword == Keyword::CREATE;
+                let (call, end) = column_mask_call(&tokens, after + 1, creating)?;
+                out.push_str(&call);
+                changed = true;
+                index = end;
+                at_statement_start = false;
+                continue;
+            }
+        }
+        if at_statement_start
+            && let Token::Word(word) = token
             && word.keyword == Keyword::SHOW
         {
             let next = skip_spaces(&tokens, index + 1);
@@ -104,6 +122,113 @@ pub(crate) fn rewrite_shorthands(sql: &str) -> Result<Option<String>> {
         index += 1;
     }
     Ok(changed.then_some(out))
+}
+
+/// `CREATE COLUMN MASK name ON s.t (column) USING (expression) [EXEMPT a, b]` as
+/// `CALL polder_create_column_mask(name, s.t, column, (expression), a, b)`, and
+/// `DROP COLUMN MASK [IF EXISTS] name ON s.t` as `CALL polder_drop_column_mask(name, s.t, bool)`
+/// (see [`crate::governance`]); `from` is the token after `MASK`. Returns the call and the
+/// index after the statement.
+fn column_mask_call(tokens: &[Token], from: usize, creating: bool) -> Result<(String, usize)> {
+    let usage = if creating {
+        "CREATE COLUMN MASK name ON schema.table (column) USING (expression) [EXEMPT user_or_role, ...]"
+    } else {
+        "DROP COLUMN MASK [IF EXISTS] name ON schema.table"
+    };
+    let syntax = || EngineError::Syntax(format!("expected {usage}"));
+    let mut cursor = skip_spaces(tokens, from);
+    let word_at = |cursor: usize| -> Result<String> {
+        match tokens.get(cursor) {
+            Some(token @ Token::Word(_)) => Ok(token.to_string()),
+            _ => Err(syntax()),
+        }
+    };
+    let mut if_exists = false;
+    if !creating && is_unquoted_word(tokens.get(cursor), "if") {
+        cursor = skip_spaces(tokens, cursor + 1);
+        if !is_unquoted_word(tokens.get(cursor), "exists") {
+            return Err(syntax());
+        }
+        if_exists = true;
+        cursor = skip_spaces(tokens, cursor + 1);
+    }
+    let name = word_at(cursor)?;
+    cursor = skip_spaces(tokens, cursor + 1);
+    if !is_unquoted_word(tokens.get(cursor), "on") {
+        return Err(syntax());
+    }
+    cursor = skip_spaces(tokens, cursor + 1);
+    let mut table = word_at(cursor)?;
+    cursor += 1;
+    while matches!(tokens.get(cursor), Some(Token::Period)) {
+        table.push('.');
+        table.push_str(&word_at(cursor + 1)?);
+        cursor += 2;
+    }
+    cursor = skip_spaces(tokens, cursor);
+    if !creating {
+        let call = format!(
+            "CALL {}({name}, {table}, {if_exists})",
+            crate::governance::DROP_MASK_PROCEDURE
+        );
+        return Ok((call, cursor));
+    }
+    if !matches!(tokens.get(cursor), Some(Token::LParen)) {
+        return Err(syntax());
+    }
+    cursor = skip_spaces(tokens, cursor + 1);
+    let column = word_at(cursor)?;
+    cursor = skip_spaces(tokens, cursor + 1);
+    if !matches!(tokens.get(cursor), Some(Token::RParen)) {
+        return Err(syntax());
+    }
+    cursor = skip_spaces(tokens, cursor + 1);
+    if !is_unquoted_word(tokens.get(cursor), "using") {
+        return Err(syntax());
+    }
+    cursor = skip_spaces(tokens, cursor + 1);
+    if !matches!(tokens.get(cursor), Some(Token::LParen)) {
+        return Err(syntax());
+    }
+    // The expression, parentheses included, exactly as written.
+    let mut expression = String::new();
+    let mut depth = 0usize;
+    loop {
+        let token = tokens.get(cursor).ok_or_else(syntax)?;
+        match token {
+            Token::LParen => depth += 1,
+            Token::RParen => depth -= 1,
+            Token::SemiColon => return Err(syntax()),
+            _ => {}
+        }
+        expression.push_str(&token.to_string());
+        cursor += 1;
+        if depth == 0 {
+            break;
+        }
+    }
+    let mut exempt = Vec::new();
+    cursor = skip_spaces(tokens, cursor);
+    if is_unquoted_word(tokens.get(cursor), "exempt") {
+        loop {
+            cursor = skip_spaces(tokens, cursor + 1);
+            exempt.push(word_at(cursor)?);
+            cursor = skip_spaces(tokens, cursor + 1);
+            if !matches!(tokens.get(cursor), Some(Token::Comma)) {
+                break;
+            }
+        }
+    }
+    let mut call = format!(
+        "CALL {}({name}, {table}, {column}, {expression}",
+        crate::governance::CREATE_MASK_PROCEDURE
+    );
+    for principal in exempt {
+        call.push_str(", ");
+        call.push_str(&principal);
+    }
+    call.push(')');
+    Ok((call, cursor))
 }
 
 /// The index of the first token at or after `from` that is not whitespace.
@@ -688,6 +813,30 @@ mod tests {
             defaults.to_string(),
             "SELECT NULL AS dflt FROM pg_catalog.pg_attribute a"
         );
+    }
+
+    #[test]
+    fn column_mask_statements_become_calls() {
+        let sql = "create column mask hide_email on crm.customers (email) using (CASE WHEN email LIKE '%@%' THEN '***' END) exempt engineer, bob; select 1";
+        let rewritten = rewrite_shorthands(sql).unwrap().unwrap();
+        assert_eq!(
+            rewritten,
+            "CALL polder_create_column_mask(hide_email, crm.customers, email, (CASE WHEN email LIKE '%@%' THEN '***' END), engineer, bob); select 1"
+        );
+        let dropped = rewrite_shorthands("DROP COLUMN MASK IF EXISTS hide_email ON crm.customers")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            dropped,
+            "CALL polder_drop_column_mask(hide_email, crm.customers, true)"
+        );
+        let err = rewrite_shorthands("CREATE COLUMN MASK m ON t USING ('x')").unwrap_err();
+        assert!(
+            err.to_string().contains("expected CREATE COLUMN MASK"),
+            "{err}"
+        );
+        // A column named mask in ordinary SQL is left alone.
+        assert!(rewrite_shorthands("SELECT mask FROM t").unwrap().is_none());
     }
 
     #[test]

@@ -1,12 +1,13 @@
-//! The `system` schema: `system.audit` (admins), `system.grants` (everyone sees the grants
-//! that apply to them; admins see all) and `system.users` (admins), read from the catalog
-//! store when a statement uses them.
+//! The `system` schema, read from the catalog store when a statement uses it:
+//! `system.audit`, `system.users`, `system.row_policies` and `system.column_masks` (admins),
+//! `system.grants` (everyone sees the grants that apply to them; admins see all) and
+//! `system.queries` (everyone sees their own statements; admins see all).
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{
-    ArrayRef, BooleanArray, RecordBatch, StringArray, TimestampMillisecondArray,
+    ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::catalog::{SchemaProvider, TableProvider};
@@ -18,13 +19,23 @@ use crate::access;
 use crate::error::{EngineError, Result};
 
 pub(crate) const SYSTEM_SCHEMA: &str = "system";
-const TABLES: [&str; 3] = ["audit", "grants", "users"];
+const TABLES: [&str; 6] = [
+    "audit",
+    "column_masks",
+    "grants",
+    "queries",
+    "row_policies",
+    "users",
+];
+/// `system.queries` shows the newest statements; older ones stay in the catalog store.
+const QUERY_ROWS: i64 = 10_000;
 /// `system.audit` shows the newest entries; older ones stay in the catalog store.
 const AUDIT_ROWS: i64 = 100_000;
 
 #[derive(Debug)]
 pub(crate) struct SystemSchema {
     pub store: CatalogStore,
+    pub queries: Arc<crate::query_log::QueryLog>,
 }
 
 fn text(values: Vec<String>) -> ArrayRef {
@@ -139,6 +150,110 @@ impl SystemSchema {
     }
 }
 
+impl SystemSchema {
+    async fn queries(&self) -> Result<Arc<dyn TableProvider>> {
+        let principal = access::current_principal();
+        let only = (!principal.is_admin()).then_some(principal.user.as_str());
+        let rows = self.queries.read(only, QUERY_ROWS).await?;
+        batch(
+            vec![
+                Field::new("query_id", DataType::Utf8, false),
+                Field::new("user_name", DataType::Utf8, false),
+                Field::new("interface", DataType::Utf8, false),
+                Field::new("client", DataType::Utf8, false),
+                Field::new("statement", DataType::Utf8, false),
+                timestamp_field("started_at"),
+                Field::new("duration_ms", DataType::Int64, false),
+                Field::new("rows", DataType::Int64, true),
+                Field::new("status", DataType::Utf8, false),
+                Field::new("error", DataType::Utf8, true),
+            ],
+            vec![
+                text(rows.iter().map(|q| q.id.clone()).collect()),
+                text(rows.iter().map(|q| q.user_name.clone()).collect()),
+                text(rows.iter().map(|q| q.interface.clone()).collect()),
+                text(rows.iter().map(|q| q.client.clone()).collect()),
+                text(rows.iter().map(|q| q.statement.clone()).collect()),
+                timestamps(rows.iter().map(|q| q.started_at).collect()),
+                Arc::new(Int64Array::from(
+                    rows.iter().map(|q| q.duration_ms).collect::<Vec<_>>(),
+                )),
+                Arc::new(Int64Array::from(
+                    rows.iter().map(|q| q.rows).collect::<Vec<_>>(),
+                )),
+                text(rows.iter().map(|q| q.status.clone()).collect()),
+                Arc::new(StringArray::from(
+                    rows.iter()
+                        .map(|q| (!q.error.is_empty()).then(|| q.error.clone()))
+                        .collect::<Vec<_>>(),
+                )),
+            ],
+        )
+    }
+
+    async fn row_policies(&self) -> Result<Arc<dyn TableProvider>> {
+        access::check_admin("read system.row_policies")?;
+        let rows = self.store.list_row_policies().await?;
+        batch(
+            vec![
+                Field::new("schema_name", DataType::Utf8, false),
+                Field::new("table_name", DataType::Utf8, false),
+                Field::new("policy_name", DataType::Utf8, false),
+                Field::new("predicate", DataType::Utf8, false),
+                Field::new("applies_to", DataType::Utf8, false),
+                Field::new("created_by", DataType::Utf8, false),
+                timestamp_field("created_at"),
+            ],
+            vec![
+                text(rows.iter().map(|p| p.schema.clone()).collect()),
+                text(rows.iter().map(|p| p.table.clone()).collect()),
+                text(rows.iter().map(|p| p.name.clone()).collect()),
+                text(rows.iter().map(|p| p.predicate.clone()).collect()),
+                text(
+                    rows.iter()
+                        .map(|p| {
+                            if p.applies_to.is_empty() {
+                                "all non-admin users".to_string()
+                            } else {
+                                p.applies_to.join(", ")
+                            }
+                        })
+                        .collect(),
+                ),
+                text(rows.iter().map(|p| p.created_by.clone()).collect()),
+                timestamps(rows.iter().map(|p| p.created_at).collect()),
+            ],
+        )
+    }
+
+    async fn column_masks(&self) -> Result<Arc<dyn TableProvider>> {
+        access::check_admin("read system.column_masks")?;
+        let rows = self.store.list_column_masks().await?;
+        batch(
+            vec![
+                Field::new("schema_name", DataType::Utf8, false),
+                Field::new("table_name", DataType::Utf8, false),
+                Field::new("mask_name", DataType::Utf8, false),
+                Field::new("column_name", DataType::Utf8, false),
+                Field::new("expression", DataType::Utf8, false),
+                Field::new("exempt", DataType::Utf8, false),
+                Field::new("created_by", DataType::Utf8, false),
+                timestamp_field("created_at"),
+            ],
+            vec![
+                text(rows.iter().map(|m| m.schema.clone()).collect()),
+                text(rows.iter().map(|m| m.table.clone()).collect()),
+                text(rows.iter().map(|m| m.name.clone()).collect()),
+                text(rows.iter().map(|m| m.column.clone()).collect()),
+                text(rows.iter().map(|m| m.expression.clone()).collect()),
+                text(rows.iter().map(|m| m.exempt.join(", ")).collect()),
+                text(rows.iter().map(|m| m.created_by.clone()).collect()),
+                timestamps(rows.iter().map(|m| m.created_at).collect()),
+            ],
+        )
+    }
+}
+
 #[async_trait]
 impl SchemaProvider for SystemSchema {
     fn table_names(&self) -> Vec<String> {
@@ -150,6 +265,9 @@ impl SchemaProvider for SystemSchema {
             "audit" => self.audit().await,
             "grants" => self.grants().await,
             "users" => self.users().await,
+            "queries" => self.queries().await,
+            "row_policies" => self.row_policies().await,
+            "column_masks" => self.column_masks().await,
             _ => return Ok(None),
         };
         provider.map(Some).map_err(EngineError::into_datafusion)

@@ -73,6 +73,13 @@ fn sha256_hex(text: &str) -> String {
 }
 
 /// A random password for the first admin when none is configured.
+/// User attribute names: letters, digits and `_`, at most 64.
+pub fn is_attribute_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 pub fn generate_password() -> String {
     hex(&random_bytes::<12>())
 }
@@ -470,6 +477,22 @@ impl Authenticator {
             id,
             expires_at,
         })
+    }
+
+    /// Deletes expired tokens and revoked session tokens every `every`, for as long as the
+    /// runtime runs (every login and Flight handshake adds a session token).
+    pub fn spawn_token_cleanup(&self, every: Duration) {
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            loop {
+                match store.delete_expired_tokens(polder_catalog::now()).await {
+                    Ok(0) => {}
+                    Ok(deleted) => tracing::debug!(deleted, "expired tokens deleted"),
+                    Err(err) => tracing::warn!(error = %err, "cannot delete expired tokens"),
+                }
+                tokio::time::sleep(every).await;
+            }
+        });
     }
 
     pub async fn revoke_token(&self, id: &str) -> Result<bool> {

@@ -11,6 +11,9 @@ pub enum ServerError {
         address: String,
         message: String,
     },
+    /// The TLS certificate or key cannot be used.
+    #[error("TLS: {message}")]
+    Tls { message: String },
     /// A listener stopped with an error while serving.
     #[error("{listener} listener failed: {message}")]
     Serve {
@@ -21,7 +24,10 @@ pub enum ServerError {
 
 impl HasErrorKind for ServerError {
     fn kind(&self) -> ErrorKind {
-        ErrorKind::Unavailable
+        match self {
+            ServerError::Tls { .. } => ErrorKind::InvalidInput,
+            _ => ErrorKind::Unavailable,
+        }
     }
 }
 

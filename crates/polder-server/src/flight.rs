@@ -9,7 +9,6 @@
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use arrow::array::{ArrayRef, RecordBatch, StringArray, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -42,7 +41,7 @@ use serde::{Deserialize, Serialize};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::error::grpc_status;
-use crate::metrics::{Interface, record_rows, record_statement};
+use crate::metrics::{Interface, StatementRun, record_rows};
 
 type DoGetStream = Pin<Box<dyn Stream<Item = Result<FlightData, Status>> + Send + 'static>>;
 
@@ -125,13 +124,13 @@ impl PolderFlightSql {
 
     /// Runs a statement that changes something and returns its ticket.
     async fn run_command(&self, statement: DFStatement) -> Result<TicketBody, Status> {
-        let started = Instant::now();
+        let run = StatementRun::start(&self.engine, Interface::FlightSql, &statement.to_string());
         let result = self.engine.execute(statement).await;
-        record_statement(
-            Interface::FlightSql,
-            started.elapsed(),
-            result.as_ref().err().map(|e| e.kind()),
-        );
+        let rows = match &result {
+            Ok(StatementOutput::Command(outcome)) => outcome.rows,
+            _ => None,
+        };
+        run.finish(&result, rows, |e| e.kind());
         match result.map_err(status)? {
             StatementOutput::Command(outcome) => Ok(TicketBody::Done {
                 command: outcome.tag,
@@ -211,17 +210,22 @@ impl PolderFlightSql {
         statement: DFStatement,
         rows: Vec<Vec<ScalarValue>>,
     ) -> Result<u64, Status> {
-        let started = Instant::now();
+        let run = StatementRun::start(&self.engine, Interface::FlightSql, &statement.to_string());
         let mut changed = 0u64;
         for values in rows {
-            let plan = self
-                .plan(statement.clone(), (!values.is_empty()).then_some(&values))
-                .await?;
-            let result = self.engine.execute_plan(plan).await;
-            if let Err(err) = &result {
-                record_statement(Interface::FlightSql, started.elapsed(), Some(err.kind()));
-            }
-            match result.map_err(status)? {
+            let params = ParamValues::List(values.iter().cloned().map(Into::into).collect());
+            let result = self
+                .engine
+                .execute_with_params(statement.clone(), (!values.is_empty()).then_some(&params))
+                .await;
+            let result = match result {
+                Err(err) => {
+                    run.failed(err.kind(), &err.to_string());
+                    return Err(status(err));
+                }
+                Ok(output) => output,
+            };
+            match result {
                 StatementOutput::Command(outcome) => changed += outcome.rows.unwrap_or(0),
                 StatementOutput::Query(_) => {
                     return Err(Status::invalid_argument(
@@ -230,7 +234,7 @@ impl PolderFlightSql {
                 }
             }
         }
-        record_statement(Interface::FlightSql, started.elapsed(), None);
+        run.ok(Some(changed));
         Ok(changed)
     }
 
@@ -256,16 +260,26 @@ impl PolderFlightSql {
         sql: &str,
         params: Option<Vec<ScalarValue>>,
     ) -> Result<DoGetStream, Status> {
-        let started = Instant::now();
-        self.engine.sync().await.map_err(status)?;
-        let statement = self.single_statement(sql)?;
-        let plan = self.plan(statement, params.as_ref()).await?;
+        let run = StatementRun::start(&self.engine, Interface::FlightSql, sql);
+        let planned = async {
+            self.engine.sync().await.map_err(status)?;
+            let statement = self.single_statement(sql)?;
+            self.plan(statement, params.as_ref()).await
+        }
+        .await;
+        let plan = match planned {
+            Ok(plan) => plan,
+            Err(refused) => {
+                run.failed(status_kind(&refused), refused.message());
+                return Err(refused);
+            }
+        };
         let output = self.engine.execute_plan(plan).await;
         let frame = match output {
             Ok(StatementOutput::Query(frame)) => frame,
             Ok(StatementOutput::Command(_)) => return Err(Status::invalid_argument("not a query")),
             Err(err) => {
-                record_statement(Interface::FlightSql, started.elapsed(), Some(err.kind()));
+                run.failed(err.kind(), &err.to_string());
                 return Err(status(err));
             }
         };
@@ -274,7 +288,7 @@ impl PolderFlightSql {
             .await
             .map_err(|e| status(EngineError::from(e)))?;
         let schema = stream.schema();
-        let counted = CountedStream::new(stream, started);
+        let counted = CountedStream::new(stream, run);
         let flight = FlightDataEncoderBuilder::new()
             .with_schema(schema)
             .build(counted)
@@ -331,20 +345,19 @@ impl PolderFlightSql {
 /// the stream ends.
 struct CountedStream {
     inner: datafusion::execution::SendableRecordBatchStream,
-    started: Instant,
+    /// Taken when the stream ends; dropped unfinished it records a cancellation.
+    run: Option<StatementRun>,
     rows: u64,
     bytes: u64,
-    done: bool,
 }
 
 impl CountedStream {
-    fn new(inner: datafusion::execution::SendableRecordBatchStream, started: Instant) -> Self {
+    fn new(inner: datafusion::execution::SendableRecordBatchStream, run: StatementRun) -> Self {
         CountedStream {
             inner,
-            started,
+            run: Some(run),
             rows: 0,
             bytes: 0,
-            done: false,
         }
     }
 }
@@ -364,20 +377,16 @@ impl Stream for CountedStream {
                 std::task::Poll::Ready(Some(Ok(batch)))
             }
             std::task::Poll::Ready(Some(Err(err))) => {
-                self.done = true;
                 let err = EngineError::from(err);
-                record_statement(
-                    Interface::FlightSql,
-                    self.started.elapsed(),
-                    Some(err.kind()),
-                );
+                if let Some(run) = self.run.take() {
+                    run.failed(err.kind(), &err.to_string());
+                }
                 std::task::Poll::Ready(Some(Err(FlightError::Tonic(Box::new(status(err))))))
             }
             std::task::Poll::Ready(None) => {
-                if !self.done {
-                    self.done = true;
+                if let Some(run) = self.run.take() {
                     record_rows(Interface::FlightSql, self.rows, self.bytes);
-                    record_statement(Interface::FlightSql, self.started.elapsed(), None);
+                    run.ok(Some(self.rows));
                 }
                 std::task::Poll::Ready(None)
             }
@@ -386,15 +395,18 @@ impl Stream for CountedStream {
     }
 }
 
-impl Drop for CountedStream {
-    fn drop(&mut self) {
-        if !self.done {
-            record_statement(
-                Interface::FlightSql,
-                self.started.elapsed(),
-                Some(ErrorKind::Cancelled),
-            );
-        }
+/// The error kind a gRPC status stands for (the reverse of [`crate::grpc_status`]).
+fn status_kind(status: &Status) -> ErrorKind {
+    match status.code() {
+        tonic::Code::InvalidArgument => ErrorKind::InvalidInput,
+        tonic::Code::NotFound => ErrorKind::NotFound,
+        tonic::Code::AlreadyExists => ErrorKind::AlreadyExists,
+        tonic::Code::Aborted => ErrorKind::Conflict,
+        tonic::Code::PermissionDenied => ErrorKind::PermissionDenied,
+        tonic::Code::Unauthenticated => ErrorKind::Unauthenticated,
+        tonic::Code::Unavailable => ErrorKind::Unavailable,
+        tonic::Code::Cancelled => ErrorKind::Cancelled,
+        _ => ErrorKind::Internal,
     }
 }
 

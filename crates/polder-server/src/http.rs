@@ -19,7 +19,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::error::http_status;
 use crate::format::{Encoder, OutputFormat};
-use crate::metrics::{Interface, record_rows, record_statement};
+use crate::metrics::{Interface, StatementRun, record_rows, record_statement};
 
 #[derive(Clone)]
 pub(crate) struct AppState {
@@ -30,6 +30,8 @@ pub(crate) struct AppState {
     /// Checks credentials; `None` when authentication is off.
     pub auth: Option<crate::auth::Authenticator>,
     pub protect_metrics: bool,
+    /// Stored secrets, sealed with the secrets key.
+    pub secrets: polder_catalog::SecretVault,
 }
 
 pub(crate) fn router(state: AppState) -> Router {
@@ -44,6 +46,16 @@ pub(crate) fn router(state: AppState) -> Router {
         .route(
             "/api/v1/users",
             get(crate::http_auth::list_users).post(crate::http_auth::add_user),
+        )
+        .route(
+            "/api/v1/users/{name}/attributes",
+            axum::routing::put(crate::http_auth::set_user_attributes),
+        )
+        .route("/api/v1/secrets", get(crate::http_secrets::list_secrets))
+        .route(
+            "/api/v1/secrets/{name}",
+            axum::routing::put(crate::http_secrets::put_secret)
+                .delete(crate::http_secrets::delete_secret),
         )
         .route("/api/v1/tokens", post(crate::http_auth::create_token))
         .route(
@@ -203,20 +215,21 @@ async fn sql(
         Err(response) => return response,
     };
     tracing::debug!(sql = %request.sql, "http query");
+    let run = StatementRun::start(&state.engine, Interface::Http, &request.sql);
     let outputs = match state.engine.execute_sql(&request.sql).await {
         Ok(outputs) => outputs,
         Err(err) => {
-            record_statement(Interface::Http, started.elapsed(), Some(err.kind()));
+            run.failed(err.kind(), &err.to_string());
             return engine_error_response(&err);
         }
     };
     match outputs.into_iter().last() {
         None => {
-            record_statement(Interface::Http, started.elapsed(), None);
+            run.ok(None);
             axum::Json(serde_json::json!({"command": "EMPTY"})).into_response()
         }
         Some(StatementOutput::Command(outcome)) => {
-            record_statement(Interface::Http, started.elapsed(), None);
+            run.ok(outcome.rows);
             axum::Json(serde_json::json!({"command": outcome.tag, "rows_affected": outcome.rows}))
                 .into_response()
         }
@@ -225,7 +238,7 @@ async fn sql(
                 Ok(stream) => stream,
                 Err(err) => {
                     let err = EngineError::from(err);
-                    record_statement(Interface::Http, started.elapsed(), Some(err.kind()));
+                    run.failed(err.kind(), &err.to_string());
                     return engine_error_response(&err);
                 }
             };
@@ -236,12 +249,12 @@ async fn sql(
                 Some(Ok(batch)) => Some(batch),
                 Some(Err(err)) => {
                     let err = EngineError::from(err);
-                    record_statement(Interface::Http, started.elapsed(), Some(err.kind()));
+                    run.failed(err.kind(), &err.to_string());
                     return engine_error_response(&err);
                 }
                 None => None,
             };
-            stream_response(stream, first, format, started)
+            stream_response(stream, first, format, run)
         }
     }
 }
@@ -252,7 +265,7 @@ fn stream_response(
     mut stream: datafusion::execution::SendableRecordBatchStream,
     first: Option<datafusion::arrow::array::RecordBatch>,
     format: OutputFormat,
-    started: Instant,
+    run: StatementRun,
 ) -> Response {
     let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     let schema = stream.schema();
@@ -269,11 +282,7 @@ fn stream_response(
         let mut rows = 0u64;
         let mut bytes = head.len() as u64;
         if sender.send(Ok(head)).await.is_err() {
-            record_statement(
-                Interface::Http,
-                started.elapsed(),
-                Some(ErrorKind::Cancelled),
-            );
+            // Dropping `run` records the statement as cancelled.
             return;
         }
         let mut failure: Option<EngineError> = None;
@@ -307,11 +316,6 @@ fn stream_response(
             }
             if sender.send(Ok(chunk)).await.is_err() {
                 tracing::debug!("http client went away during a result stream");
-                record_statement(
-                    Interface::Http,
-                    started.elapsed(),
-                    Some(ErrorKind::Cancelled),
-                );
                 return;
             }
         }
@@ -340,11 +344,10 @@ fn stream_response(
             }
         }
         record_rows(Interface::Http, rows, bytes);
-        record_statement(
-            Interface::Http,
-            started.elapsed(),
-            failure.as_ref().map(|e| e.kind()),
-        );
+        match &failure {
+            Some(err) => run.failed(err.kind(), &err.to_string()),
+            None => run.ok(Some(rows)),
+        }
     });
     let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(receiver));
     Response::builder()

@@ -262,3 +262,45 @@ pub(crate) async fn revoke_token(
         Err(err) => auth_error(&err),
     }
 }
+
+/// `PUT /api/v1/users/{name}/attributes` `{"region": "EU", "team": null}` (admins): sets
+/// attributes (`null` removes one), which row policies read with `current_user_attribute`.
+pub(crate) async fn set_user_attributes(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Json(body): Json<std::collections::BTreeMap<String, Option<String>>>,
+) -> Response {
+    let (auth, admin) = match authenticator(&state).and_then(|a| require_admin().map(|p| (a, p))) {
+        Ok(pair) => pair,
+        Err(response) => return response,
+    };
+    let result = match body.keys().find(|key| !crate::auth::is_attribute_name(key)) {
+        Some(bad) => Err(AuthError::InvalidInput(format!(
+            "'{bad}' is not an attribute name: use letters, digits and '_'"
+        ))),
+        None => auth
+            .store()
+            .set_user_attributes(&name, &body)
+            .await
+            .map_err(AuthError::from),
+    };
+    let described: Vec<String> = body
+        .iter()
+        .map(|(key, value)| match value {
+            Some(value) => format!("{key}={value}"),
+            None => format!("-{key}"),
+        })
+        .collect();
+    auth.audit_change(
+        &admin.user,
+        &admin.client,
+        "user",
+        &format!("set attributes of {name}: {}", described.join(", ")),
+        result.as_ref().err(),
+    )
+    .await;
+    match result {
+        Ok(()) => Json(serde_json::json!({"name": name, "attributes": body})).into_response(),
+        Err(err) => auth_error(&err),
+    }
+}

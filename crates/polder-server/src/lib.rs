@@ -13,11 +13,13 @@ mod flight_auth;
 pub mod format;
 mod http;
 mod http_auth;
+mod http_secrets;
 pub mod metrics;
 mod pg;
 mod pg_copy;
 mod pg_cursor;
 mod pg_functions;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -34,6 +36,7 @@ use tokio::task::JoinSet;
 
 pub use auth::{AuthError, Authenticator};
 pub use error::{ServerError, grpc_status, http_status};
+pub use tls::TlsIdentity;
 
 /// Where the listeners listen.
 #[derive(Debug, Clone)]
@@ -47,6 +50,10 @@ pub struct ServerOptions {
     pub auth: Option<auth::Authenticator>,
     /// Whether `/metrics` needs credentials too.
     pub protect_metrics: bool,
+    /// Serve every listener over TLS with this certificate; `None` for plain connections.
+    pub tls: Option<tls::TlsIdentity>,
+    /// Stored secrets (`/api/v1/secrets`).
+    pub secrets: polder_catalog::SecretVault,
 }
 
 /// The listeners, bound and serving.
@@ -107,6 +114,9 @@ pub async fn start(
     let pg_address = local(&pg_listener, "postgres")?;
     let flight_address = local(&flight_listener, "flight sql")?;
 
+    if let Some(auth) = &options.auth {
+        auth.spawn_token_cleanup(std::time::Duration::from_secs(600));
+    }
     let mut tasks = JoinSet::new();
     let state = http::AppState {
         engine: engine.clone(),
@@ -114,23 +124,55 @@ pub async fn start(
         upload_dir: options.upload_dir.clone(),
         auth: options.auth.clone(),
         protect_metrics: options.protect_metrics,
+        secrets: options.secrets.clone(),
     };
     let router = http::router(state).layer(tower_http::trace::TraceLayer::new_for_http());
-    tasks.spawn(async move {
-        axum::serve(
-            http_listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .map_err(|e| ServerError::Serve {
-            listener: "http",
-            message: e.to_string(),
-        })
-    });
+    let make_service = router.into_make_service_with_connect_info::<SocketAddr>();
+    let http_acceptor = match &options.tls {
+        Some(identity) => Some(identity.acceptor(&[b"h2", b"http/1.1"])?),
+        None => None,
+    };
+    let http_error = |e: std::io::Error| ServerError::Serve {
+        listener: "http",
+        message: e.to_string(),
+    };
+    match http_acceptor {
+        Some(acceptor) => {
+            // `tap_io` only so that axum hands handlers the peer address (ConnectInfo).
+            use axum::serve::ListenerExt;
+            let listener = tls::TlsListener::new(http_listener, acceptor)
+                .map_err(http_error)?
+                .tap_io(|_| {});
+            tasks.spawn(async move {
+                axum::serve(listener, make_service)
+                    .await
+                    .map_err(http_error)
+            });
+        }
+        None => {
+            tasks.spawn(async move {
+                axum::serve(http_listener, make_service)
+                    .await
+                    .map_err(http_error)
+            });
+        }
+    }
 
-    let handlers = Arc::new(pg::PgHandlers::new(engine.clone(), options.auth.clone()));
+    let pg_tls = match &options.tls {
+        Some(identity) => Some((
+            identity.acceptor(&[b"postgresql"])?,
+            identity.certificate_pem(),
+        )),
+        None => None,
+    };
+    let handlers = Arc::new(pg::PgHandlers::new(
+        engine.clone(),
+        options.auth.clone(),
+        pg_tls.as_ref().map(|(_, pem)| *pem),
+    )?);
+    let pg_acceptor = pg_tls.map(|(acceptor, _)| acceptor);
     tasks.spawn(async move {
-        pg::serve(pg_listener, handlers)
+        pg::serve(pg_listener, handlers, pg_acceptor)
             .await
             .map_err(|e| ServerError::Serve {
                 listener: "postgres",
@@ -143,25 +185,41 @@ pub async fn start(
     let flight_auth = flight_auth::FlightAuthLayer {
         auth: options.auth.clone(),
     };
-    tasks.spawn(async move {
-        // Flight answers are small request/response exchanges: without TCP_NODELAY each one
-        // waits for a delayed ACK (~40 ms).
-        let incoming =
-            tokio_stream::wrappers::TcpListenerStream::new(flight_listener).map(|accepted| {
-                accepted.inspect(|stream| {
-                    let _ = stream.set_nodelay(true);
-                })
+    let flight_error = |e: tonic::transport::Error| ServerError::Serve {
+        listener: "flight sql",
+        message: e.to_string(),
+    };
+    let flight_server = tonic::transport::Server::builder()
+        .layer(flight_auth)
+        .add_service(flight_service);
+    match &options.tls {
+        Some(identity) => {
+            // gRPC clients insist on ALPN h2 over TLS.
+            let incoming = tls::flight_incoming(flight_listener, identity.acceptor(&[b"h2"])?);
+            tasks.spawn(async move {
+                flight_server
+                    .serve_with_incoming(incoming)
+                    .await
+                    .map_err(flight_error)
             });
-        tonic::transport::Server::builder()
-            .layer(flight_auth)
-            .add_service(flight_service)
-            .serve_with_incoming(incoming)
-            .await
-            .map_err(|e| ServerError::Serve {
-                listener: "flight sql",
-                message: e.to_string(),
-            })
-    });
+        }
+        None => {
+            // Flight answers are small request/response exchanges: without TCP_NODELAY each
+            // one waits for a delayed ACK (~40 ms).
+            let incoming =
+                tokio_stream::wrappers::TcpListenerStream::new(flight_listener).map(|accepted| {
+                    accepted.inspect(|stream| {
+                        let _ = stream.set_nodelay(true);
+                    })
+                });
+            tasks.spawn(async move {
+                flight_server
+                    .serve_with_incoming(incoming)
+                    .await
+                    .map_err(flight_error)
+            });
+        }
+    }
 
     Ok(RunningServer {
         http: http_address,

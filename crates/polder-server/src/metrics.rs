@@ -82,3 +82,88 @@ pub fn record_rows(interface: Interface, rows: u64, bytes: u64) {
     metrics::counter!("polder_bytes_returned_total", "interface" => interface.label())
         .increment(bytes);
 }
+
+/// One statement, timed for the metrics and the query history (`system.queries`) at once.
+/// Dropping it unfinished (the client went away) records it as cancelled.
+pub struct StatementRun {
+    interface: Interface,
+    tracker: Option<polder_engine::QueryTracker>,
+}
+
+impl StatementRun {
+    /// Starts timing `sql`, run by the current principal.
+    pub fn start(engine: &polder_engine::Engine, interface: Interface, sql: &str) -> Self {
+        StatementRun {
+            interface,
+            tracker: Some(engine.query_log().start(interface.label(), sql)),
+        }
+    }
+
+    /// Starts timing `sql`, run by `principal` (the system when authentication is off).
+    pub fn start_as(
+        engine: &polder_engine::Engine,
+        interface: Interface,
+        principal: Option<polder_core::Principal>,
+        sql: &str,
+    ) -> Self {
+        let principal = principal.unwrap_or_else(polder_core::Principal::system);
+        StatementRun {
+            interface,
+            tracker: Some(
+                engine
+                    .query_log()
+                    .start_as(principal, interface.label(), sql),
+            ),
+        }
+    }
+
+    /// Time since the statement started.
+    pub fn elapsed(&self) -> Duration {
+        self.tracker
+            .as_ref()
+            .map(|t| t.elapsed())
+            .unwrap_or_default()
+    }
+
+    /// Finished: `rows` sent or changed, when known.
+    pub fn ok(mut self, rows: Option<u64>) {
+        if let Some(tracker) = self.tracker.take() {
+            record_statement(self.interface, tracker.elapsed(), None);
+            tracker.finish(rows, None);
+        }
+    }
+
+    /// Failed with an error of `kind`.
+    pub fn failed(mut self, kind: ErrorKind, message: &str) {
+        if let Some(tracker) = self.tracker.take() {
+            record_statement(self.interface, tracker.elapsed(), Some(kind));
+            tracker.finish(None, Some(message));
+        }
+    }
+
+    /// Finished with `result`'s outcome.
+    pub fn finish<T, E: std::fmt::Display>(
+        self,
+        result: &Result<T, E>,
+        rows: Option<u64>,
+        kind: impl Fn(&E) -> ErrorKind,
+    ) {
+        match result {
+            Ok(_) => self.ok(rows),
+            Err(err) => self.failed(kind(err), &err.to_string()),
+        }
+    }
+}
+
+impl Drop for StatementRun {
+    fn drop(&mut self) {
+        if let Some(tracker) = self.tracker.take() {
+            record_statement(
+                self.interface,
+                tracker.elapsed(),
+                Some(ErrorKind::Cancelled),
+            );
+            // The tracker records itself as cancelled when dropped.
+        }
+    }
+}

@@ -10,7 +10,6 @@
 
 use std::fmt::Debug;
 use std::sync::Arc;
-use std::time::Instant;
 
 use async_trait::async_trait;
 use datafusion::common::{DFSchema, ParamValues};
@@ -50,7 +49,7 @@ use polder_engine::{Engine, EngineError, StatementOutput};
 use crate::auth::{AuthError, Authenticator};
 use tokio::net::TcpListener;
 
-use crate::metrics::{Interface, record_statement};
+use crate::metrics::{Interface, StatementRun};
 use crate::pg_copy;
 use crate::pg_cursor::CursorHook;
 
@@ -60,11 +59,27 @@ pub(crate) struct PgHandlers {
     connections: Arc<ConnectionManager>,
     auth: Option<Authenticator>,
     cancel: Arc<DefaultCancelHandler>,
+    /// With TLS on, the certificate (PEM) for SCRAM channel binding; plain connections are
+    /// refused.
+    tls_certificate: Option<Vec<u8>>,
 }
 
 impl PgHandlers {
-    /// With `auth`, clients log in with SCRAM-SHA-256 and every statement runs as its user.
-    pub fn new(engine: Arc<Engine>, auth: Option<Authenticator>) -> PgHandlers {
+    /// With `auth`, clients log in with SCRAM-SHA-256 and every statement runs as its user;
+    /// with `tls_certificate`, only TLS connections are accepted.
+    pub fn new(
+        engine: Arc<Engine>,
+        auth: Option<Authenticator>,
+        tls_certificate: Option<&[u8]>,
+    ) -> Result<PgHandlers, crate::ServerError> {
+        if let Some(pem) = tls_certificate {
+            // Checked once here so that each connection's copy cannot fail.
+            ScramAuth::new(Arc::new(NoPasswords))
+                .configure_certificate(pem)
+                .map_err(|e| crate::ServerError::Tls {
+                    message: format!("the certificate cannot be used for channel binding: {e}"),
+                })?;
+        }
         let hooks: Vec<Arc<dyn QueryHook>> = vec![
             Arc::new(CursorHook::new(engine.clone())),
             Arc::new(SetShowHook),
@@ -82,7 +97,7 @@ impl PgHandlers {
             principals: principals.clone(),
         });
         let connections = Arc::new(ConnectionManager::new());
-        PgHandlers {
+        Ok(PgHandlers {
             query: Arc::new(PolderQueryHandler {
                 engine,
                 inner,
@@ -92,7 +107,19 @@ impl PgHandlers {
             connections: connections.clone(),
             auth,
             cancel: Arc::new(DefaultCancelHandler::new(connections)),
-        }
+            tls_certificate: tls_certificate.map(<[u8]>::to_vec),
+        })
+    }
+}
+
+/// Only for checking a certificate: never asked for a password.
+#[derive(Debug)]
+struct NoPasswords;
+
+#[async_trait]
+impl AuthSource for NoPasswords {
+    async fn get_password(&self, _login: &LoginInfo) -> PgWireResult<Password> {
+        Err(login_error(AuthError::InvalidCredentials))
     }
 }
 
@@ -110,6 +137,10 @@ impl PgWireServerHandlers for PgHandlers {
         let sasl = self.auth.clone().map(|auth| {
             let mut scram = ScramAuth::new(Arc::new(ScramSource { auth: auth.clone() }));
             scram.set_iterations(crate::auth::SCRAM_ITERATIONS);
+            if let Some(pem) = &self.tls_certificate {
+                // Offers SCRAM-SHA-256-PLUS: the login is bound to this TLS session.
+                let _ = scram.configure_certificate(pem);
+            }
             (
                 SASLAuthStartupHandler::new(Arc::new(DefaultServerParameterProvider::default()))
                     .with_scram(scram)
@@ -122,6 +153,7 @@ impl PgWireServerHandlers for PgHandlers {
                 connections: self.connections.clone(),
             },
             sasl,
+            tls_required: self.tls_certificate.is_some(),
         })
     }
 
@@ -152,6 +184,8 @@ struct PolderStartup {
         SASLAuthStartupHandler<DefaultServerParameterProvider>,
         Authenticator,
     )>,
+    /// TLS is on: plain-text connections are refused (like `hostssl` in `pg_hba.conf`).
+    tls_required: bool,
 }
 
 fn describe_client<C: ClientInfo>(client: &C) -> String {
@@ -170,6 +204,15 @@ impl StartupHandler for PolderStartup {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        if self.tls_required && !client.is_secure() {
+            tracing::info!(peer = %client.socket_addr(), "plain-text postgres connection refused: TLS is on");
+            return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+                "FATAL".to_string(),
+                "28000".to_string(),
+                "this server accepts only TLS connections: connect with sslmode=require"
+                    .to_string(),
+            ))));
+        }
         let Some((sasl, auth)) = &self.sasl else {
             return self.open.on_startup(client, message).await;
         };
@@ -253,13 +296,26 @@ async fn as_principal<F: std::future::Future>(principal: Option<Principal>, work
 }
 
 /// Serves connections until the listener fails.
-pub(crate) async fn serve(listener: TcpListener, handlers: Arc<PgHandlers>) -> std::io::Result<()> {
+pub(crate) async fn serve(
+    listener: TcpListener,
+    handlers: Arc<PgHandlers>,
+    tls: Option<datafusion_postgres::pgwire::tokio::TlsAcceptor>,
+) -> std::io::Result<()> {
     loop {
-        let (socket, peer) = listener.accept().await?;
+        let (socket, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                // Out of file descriptors and the like: keep the listener, wait a little.
+                tracing::warn!(error = %err, "postgres accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
         let handlers = handlers.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             if let Err(err) =
-                datafusion_postgres::pgwire::tokio::process_socket(socket, None, handlers).await
+                datafusion_postgres::pgwire::tokio::process_socket(socket, tls, handlers).await
             {
                 tracing::debug!(%peer, error = %err, "postgres connection ended with an error");
             }
@@ -302,37 +358,25 @@ impl PolderQueryHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let started = Instant::now();
+        let run = StatementRun::start(&self.engine, Interface::Postgres, query);
         if let Some((copy_query, options)) = pg_copy::parse_copy_to_stdout(query) {
-            if let Err(err) = self.engine.sync().await {
-                return Err(engine_error(err));
-            }
-            let result = pg_copy::copy_to_stdout(&self.engine, &copy_query, &options).await;
-            record_statement(
-                Interface::Postgres,
-                started.elapsed(),
-                result.as_ref().err().map(error_kind),
-            );
+            let result = match self.engine.sync().await {
+                Ok(()) => pg_copy::copy_to_stdout(&self.engine, &copy_query, &options).await,
+                Err(err) => Err(engine_error(err)),
+            };
+            run.finish(&result, None, error_kind);
             return result.map(|response| vec![response]);
         }
         let rewritten = match prepare_sql(&self.engine, query).await {
             Ok(rewritten) => rewritten,
             Err(err) => {
-                record_statement(
-                    Interface::Postgres,
-                    started.elapsed(),
-                    Some(error_kind(&err)),
-                );
+                run.failed(error_kind(&err), &err.to_string());
                 return Err(err);
             }
         };
         let sql = rewritten.as_deref().unwrap_or(query);
         let result = SimpleQueryHandler::do_query(self.inner.as_ref(), client, sql).await;
-        record_statement(
-            Interface::Postgres,
-            started.elapsed(),
-            result.as_ref().err().map(error_kind),
-        );
+        run.finish(&result, None, error_kind);
         result
     }
 }
@@ -358,18 +402,19 @@ impl ExtendedQueryHandler for PolderQueryHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let started = Instant::now();
         let principal = self.principals.of(client).await?;
+        let run = StatementRun::start_as(
+            &self.engine,
+            Interface::Postgres,
+            principal.clone(),
+            &portal.statement.statement.0,
+        );
         let result = as_principal(
             principal,
             ExtendedQueryHandler::do_query(self.inner.as_ref(), client, portal, max_rows),
         )
         .await;
-        record_statement(
-            Interface::Postgres,
-            started.elapsed(),
-            result.as_ref().err().map(error_kind),
-        );
+        run.finish(&result, None, error_kind);
         result
     }
 }
@@ -394,13 +439,23 @@ impl QueryParser for PolderQueryParser {
         C: ClientInfo + Unpin + Send + Sync,
     {
         let principal = self.principals.of(client).await?;
-        as_principal(principal, async {
+        let parsed = as_principal(principal.clone(), async {
             let rewritten = prepare_sql(&self.engine, sql).await?;
-            self.inner
-                .parse_sql(client, rewritten.as_deref().unwrap_or(sql), types)
+            let text = rewritten.as_deref().unwrap_or(sql);
+            // Planned here already: with the rights it will run with (a write's target needs
+            // the write privilege, not just SELECT).
+            self.engine
+                .with_rights_of(text, self.inner.parse_sql(client, text, types))
                 .await
+                .map_err(engine_error)?
         })
-        .await
+        .await;
+        if let Err(err) = &parsed {
+            // Refused before it could run (syntax, unknown column, no grant): still history.
+            StatementRun::start_as(&self.engine, Interface::Postgres, principal, sql)
+                .failed(error_kind(err), &err.to_string());
+        }
+        parsed
     }
 
     fn get_parameter_types(&self, statement: &Self::Statement) -> PgWireResult<Vec<Type>> {
@@ -426,7 +481,11 @@ impl EngineHook {
     fn needs_sql_text(statement: &Statement) -> bool {
         matches!(
             statement,
-            Statement::CreateView(_) | Statement::AlterTable(_)
+            Statement::CreateView(_)
+                | Statement::AlterTable(_)
+                | Statement::CreatePolicy(_)
+                | Statement::DropPolicy(_)
+                | Statement::Call(_)
         )
     }
 
@@ -509,15 +568,17 @@ impl QueryHook for EngineHook {
         if Self::needs_sql_text(statement) {
             return Some(self.run_statement(statement).await);
         }
-        let result = async {
-            let plan = plan
-                .clone()
-                .replace_params_with_values(params)
-                .map_err(|e| engine_error(EngineError::from(e)))?;
-            let output = self.engine.execute_plan(plan).await.map_err(engine_error)?;
-            respond(output)
-        }
-        .await;
+        // Planned again with the parameters, authorized and audited as the statement it is.
+        let _ = plan;
+        let result = self
+            .engine
+            .execute_with_params(
+                DFStatement::Statement(Box::new(statement.clone())),
+                Some(params),
+            )
+            .await
+            .map_err(engine_error)
+            .and_then(respond);
         Some(result)
     }
 }

@@ -54,6 +54,22 @@ pub async fn serve(config: &Config, with_demo: bool) -> anyhow::Result<()> {
         tracing::warn!("authentication is off: every client has full rights (loopback only)");
         None
     };
+    let tls = match &config.tls {
+        polder_core::TlsConfig::Off => None,
+        polder_core::TlsConfig::Files { cert, key } => {
+            Some(polder_server::TlsIdentity::from_pem_files(cert, key)?)
+        }
+        polder_core::TlsConfig::SelfSigned => {
+            let (identity, cert_path) =
+                polder_server::TlsIdentity::self_signed(&config.data_dir.join("tls"), &[])?;
+            eprintln!(
+                "TLS with a self-signed certificate: {} (give it to clients to verify the server: sslrootcert=, --cacert, tls_root_certs)",
+                cert_path.display()
+            );
+            Some(identity)
+        }
+    };
+    let secrets = open_vault(config, engine.catalog_store().clone())?;
     let server = polder_server::start(
         engine,
         ServerOptions {
@@ -63,6 +79,8 @@ pub async fn serve(config: &Config, with_demo: bool) -> anyhow::Result<()> {
             upload_dir,
             auth,
             protect_metrics: config.auth.protect_metrics,
+            tls,
+            secrets,
         },
     )
     .await?;
@@ -256,6 +274,87 @@ pub async fn import(config: &Config, args: &ImportArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The stored secrets, sealed with the configured key (created on first use when it comes
+/// from a key file).
+fn open_vault(
+    config: &Config,
+    store: polder_catalog::CatalogStore,
+) -> anyhow::Result<polder_catalog::SecretVault> {
+    let key = match &config.secret_key {
+        polder_core::SecretKeySource::Value(text) => {
+            polder_core::SecretKey::from_text(text.expose())
+                .context("secrets.key (POLDER_SECRET_KEY)")?
+        }
+        polder_core::SecretKeySource::File(path) => polder_core::SecretKey::load_or_create(path)?,
+    };
+    Ok(polder_catalog::SecretVault::new(store, key))
+}
+
+pub async fn secret(config: &Config, action: crate::SecretAction) -> anyhow::Result<()> {
+    use crate::SecretAction;
+    let store = polder_catalog::CatalogStore::open(config.catalog_url.expose()).await?;
+    let vault = open_vault(config, store.clone())?;
+    let (what, result): (String, anyhow::Result<()>) = match action {
+        SecretAction::Set { name, description } => {
+            let value = match std::env::var("POLDER_SECRET_VALUE") {
+                Ok(value) if !value.is_empty() => value,
+                _ => {
+                    let mut line = String::new();
+                    std::io::stdin()
+                        .read_line(&mut line)
+                        .context("reading the secret from standard input")?;
+                    line.trim_end_matches(['\n', '\r']).to_string()
+                }
+            };
+            let result = vault
+                .put(
+                    &name,
+                    &polder_core::Secret::new(value),
+                    &description,
+                    &cli_actor(),
+                )
+                .await;
+            if let Ok(replaced) = &result {
+                println!(
+                    "{} secret '{name}'",
+                    if *replaced { "replaced" } else { "stored" }
+                );
+            }
+            (
+                format!("set secret {name}"),
+                result.map(|_| ()).map_err(Into::into),
+            )
+        }
+        SecretAction::List => {
+            println!("{:<32} {:<20} description", "name", "updated");
+            for info in vault.list().await? {
+                let updated = chrono::DateTime::from_timestamp_millis(info.updated_at)
+                    .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+                    .unwrap_or_default();
+                println!("{:<32} {:<20} {}", info.name, updated, info.description);
+            }
+            return Ok(());
+        }
+        SecretAction::Delete { name } => {
+            let result = match vault.delete(&name).await {
+                Ok(true) => {
+                    println!("deleted secret '{name}'");
+                    Ok(())
+                }
+                Ok(false) => Err(anyhow::anyhow!("secret '{name}' does not exist")),
+                Err(err) => Err(err.into()),
+            };
+            (format!("delete secret {name}"), result)
+        }
+    };
+    let mut entry = polder_catalog::AuditRecord::new(&cli_actor(), "cli", "secret", &what);
+    if let Err(err) = &result {
+        entry = entry.failed(&err.to_string());
+    }
+    store.append_audit(&entry).await?;
+    result
+}
+
 async fn open_authenticator(config: &Config) -> anyhow::Result<Authenticator> {
     let store = polder_catalog::CatalogStore::open(config.catalog_url.expose()).await?;
     Ok(Authenticator::new(store))
@@ -295,10 +394,23 @@ pub async fn user(config: &Config, action: crate::UserAction) -> anyhow::Result<
         }
         UserAction::List => {
             let users = auth.store().list_users().await?;
-            println!("{:<24} {:<10} state", "name", "role");
+            let attributes = auth.store().user_attributes().await?;
+            println!("{:<24} {:<10} {:<9} attributes", "name", "role", "state");
             for user in users {
                 let state = if user.disabled { "disabled" } else { "active" };
-                println!("{:<24} {:<10} {}", user.name, user.role, state);
+                let described: Vec<String> = attributes
+                    .get(&user.name)
+                    .into_iter()
+                    .flatten()
+                    .map(|(key, value)| format!("{key}={value}"))
+                    .collect();
+                println!(
+                    "{:<24} {:<10} {:<9} {}",
+                    user.name,
+                    user.role,
+                    state,
+                    described.join(" ")
+                );
             }
             return Ok(());
         }
@@ -325,6 +437,47 @@ pub async fn user(config: &Config, action: crate::UserAction) -> anyhow::Result<
         UserAction::Delete { name } => {
             let result = auth.delete_user(&name).await;
             (format!("delete user {name}"), result)
+        }
+        UserAction::Attr {
+            name,
+            values,
+            unset,
+        } => {
+            let mut changes = std::collections::BTreeMap::new();
+            for pair in &values {
+                let Some((key, value)) = pair.split_once('=') else {
+                    bail!("expected key=value, got '{pair}'");
+                };
+                changes.insert(key.trim().to_string(), Some(value.to_string()));
+            }
+            for key in unset {
+                changes.insert(key, None);
+            }
+            if let Some(bad) = changes
+                .keys()
+                .find(|key| !polder_server::auth::is_attribute_name(key))
+            {
+                bail!("'{bad}' is not an attribute name: use letters, digits and '_'");
+            }
+            let result = auth
+                .store()
+                .set_user_attributes(&name, &changes)
+                .await
+                .map_err(polder_server::AuthError::from);
+            if result.is_ok() {
+                println!("updated attributes of '{name}'");
+            }
+            let described: Vec<String> = changes
+                .iter()
+                .map(|(key, value)| match value {
+                    Some(value) => format!("{key}={value}"),
+                    None => format!("-{key}"),
+                })
+                .collect();
+            (
+                format!("set attributes of {name}: {}", described.join(", ")),
+                result,
+            )
         }
     };
     auth.audit_change(&cli_actor(), "cli", "user", &what, result.as_ref().err())

@@ -80,6 +80,26 @@ enum Command {
         #[command(subcommand)]
         action: TokenAction,
     },
+    /// Manage stored secrets (source credentials), encrypted in the catalog.
+    Secret {
+        #[command(subcommand)]
+        action: SecretAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SecretAction {
+    /// Store a secret (replacing one of the same name). The value is read from standard input
+    /// (one line) or POLDER_SECRET_VALUE; it is never a flag, so it stays out of shell history.
+    Set {
+        name: String,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// List secrets: names and descriptions, never values.
+    List,
+    /// Delete a secret.
+    Delete { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -108,6 +128,15 @@ pub(crate) enum UserAction {
     Enable { name: String },
     /// Change a user's role.
     Role { name: String, role: String },
+    /// Set user attributes that row policies read (`region=EU`), or remove them (`--unset`).
+    Attr {
+        name: String,
+        /// `key=value` pairs.
+        values: Vec<String>,
+        /// Attribute names to remove.
+        #[arg(long)]
+        unset: Vec<String>,
+    },
     /// Delete a user with its tokens and grants.
     Delete { name: String },
 }
@@ -149,6 +178,10 @@ struct ServeArgs {
     /// Flight SQL listener address.
     #[arg(long, value_name = "ADDR")]
     flight_listen: Option<String>,
+    /// Serve TLS on every listener with a self-signed certificate (generated once into
+    /// <data_dir>/tls); for production, set tls.cert and tls.key.
+    #[arg(long)]
+    tls_self_signed: bool,
 }
 
 #[derive(Debug, Args)]
@@ -263,6 +296,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         layer.set("http.listen", serve.http_listen.clone())?;
         layer.set("pg.listen", serve.pg_listen.clone())?;
         layer.set("flight.listen", serve.flight_listen.clone())?;
+        if serve.tls_self_signed {
+            layer.set("tls.self_signed", Some("true".to_string()))?;
+        }
     }
     let config = Config::load(&layer, cli.global.config.as_deref())?;
     match cli.command {
@@ -291,6 +327,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Token { action } => {
             init_logging_quiet(&config);
             commands::token(&config, action).await
+        }
+        Command::Secret { action } => {
+            init_logging_quiet(&config);
+            commands::secret(&config, action).await
         }
     }
 }

@@ -210,6 +210,226 @@ async fn exercise_security(store: &CatalogStore) {
     assert!(store.list_grants().await.unwrap().is_empty());
 }
 
+async fn exercise_governance(store: &CatalogStore) {
+    use crate::{ColumnMaskRecord, QueryRecord, RowPolicyRecord, SecretRecord, UserRecord};
+    use std::collections::BTreeMap;
+
+    store.create_schema("crm", true).await.unwrap();
+    store
+        .create_table(
+            &TableEntry::table("crm", "customers", "file:///lake/crm/c"),
+            false,
+        )
+        .await
+        .unwrap();
+    let generation = store.generation().await.unwrap();
+    let policy = RowPolicyRecord {
+        schema: "crm".to_string(),
+        table: "customers".to_string(),
+        name: "by_region".to_string(),
+        predicate: "region = current_user_attribute('region')".to_string(),
+        applies_to: vec!["analyst".to_string(), "bob".to_string()],
+        created_by: "admin".to_string(),
+        created_at: 1,
+    };
+    store.create_row_policy(&policy).await.unwrap();
+    assert!(
+        store.generation().await.unwrap() > generation,
+        "policies change what readers see"
+    );
+    assert!(matches!(
+        store.create_row_policy(&policy).await,
+        Err(CatalogError::ObjectExists { .. })
+    ));
+    assert_eq!(
+        store.list_row_policies().await.unwrap(),
+        vec![policy.clone()]
+    );
+    let mask = ColumnMaskRecord {
+        schema: "crm".to_string(),
+        table: "customers".to_string(),
+        name: "hide_email".to_string(),
+        column: "email".to_string(),
+        expression: "'***'".to_string(),
+        exempt: vec!["engineer".to_string()],
+        created_by: "admin".to_string(),
+        created_at: 1,
+    };
+    store.create_column_mask(&mask).await.unwrap();
+    // One mask per column.
+    let mut second = mask.clone();
+    second.name = "other".to_string();
+    assert!(store.create_column_mask(&second).await.is_err());
+    assert_eq!(store.list_column_masks().await.unwrap(), vec![mask.clone()]);
+    assert!(
+        store
+            .drop_column_mask("crm", "customers", "hide_email")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .drop_column_mask("crm", "customers", "hide_email")
+            .await
+            .unwrap()
+    );
+    store.create_column_mask(&mask).await.unwrap();
+    // Dropping the table drops its rules.
+    store.drop_table("crm", "customers", None).await.unwrap();
+    assert!(store.list_row_policies().await.unwrap().is_empty());
+    assert!(store.list_column_masks().await.unwrap().is_empty());
+
+    let user = UserRecord {
+        name: "attr_user".to_string(),
+        role: "analyst".to_string(),
+        password_hash: "h".to_string(),
+        scram_salt: "s".to_string(),
+        scram_salted: "k".to_string(),
+        disabled: false,
+        created_at: 1,
+    };
+    store.create_user(&user).await.unwrap();
+    let mut changes = BTreeMap::new();
+    changes.insert("region".to_string(), Some("EU".to_string()));
+    changes.insert("team".to_string(), Some("sales".to_string()));
+    store
+        .set_user_attributes("attr_user", &changes)
+        .await
+        .unwrap();
+    let mut unset = BTreeMap::new();
+    unset.insert("team".to_string(), None);
+    store
+        .set_user_attributes("attr_user", &unset)
+        .await
+        .unwrap();
+    let attributes = store.user_attributes().await.unwrap();
+    assert_eq!(attributes["attr_user"].len(), 1);
+    assert_eq!(attributes["attr_user"]["region"], "EU");
+    assert!(matches!(
+        store.set_user_attributes("nobody", &changes).await,
+        Err(CatalogError::UserNotFound(_))
+    ));
+    store.delete_user("attr_user").await.unwrap();
+    assert!(store.user_attributes().await.unwrap().is_empty());
+
+    let secret = SecretRecord {
+        name: "warehouse".to_string(),
+        sealed: "v1:abc".to_string(),
+        description: "warehouse password".to_string(),
+        created_by: "admin".to_string(),
+        created_at: 1,
+        updated_at: 1,
+    };
+    assert!(!store.put_secret(&secret).await.unwrap());
+    let mut rotated = secret.clone();
+    rotated.sealed = "v1:def".to_string();
+    rotated.updated_at = 2;
+    assert!(store.put_secret(&rotated).await.unwrap());
+    let stored = store.get_secret("warehouse").await.unwrap().unwrap();
+    assert_eq!(
+        (stored.sealed.as_str(), stored.created_at, stored.updated_at),
+        ("v1:def", 1, 2)
+    );
+    assert_eq!(store.list_secrets().await.unwrap().len(), 1);
+    assert!(store.delete_secret("warehouse").await.unwrap());
+    assert!(store.get_secret("warehouse").await.unwrap().is_none());
+
+    // The vault stores ciphertext only and opens it with its own key alone.
+    let key = polder_core::SecretKey::from_text(&polder_core::SecretKey::generate_text()).unwrap();
+    let vault = crate::SecretVault::new(store.clone(), key);
+    let planted = polder_core::Secret::new("planted-vault-value-8841");
+    assert!(
+        !vault
+            .put("db.password", &planted, "source db", "admin")
+            .await
+            .unwrap()
+    );
+    assert_eq!(vault.reveal("db.password").await.unwrap(), planted);
+    let raw = store.get_secret("db.password").await.unwrap().unwrap();
+    assert!(!raw.sealed.contains("planted-vault-value-8841"));
+    let listed = format!("{:?}", vault.list().await.unwrap());
+    assert!(
+        listed.contains("db.password") && !listed.contains("planted") && !listed.contains("v1:")
+    );
+    assert!(vault.put("bad name!", &planted, "", "admin").await.is_err());
+    let other_key =
+        polder_core::SecretKey::from_text(&polder_core::SecretKey::generate_text()).unwrap();
+    let wrong = crate::SecretVault::new(store.clone(), other_key);
+    let err = wrong.reveal("db.password").await.unwrap_err();
+    assert!(err.to_string().contains("secrets key"), "{err}");
+    assert!(matches!(
+        vault.reveal("missing").await,
+        Err(CatalogError::ObjectNotFound { .. })
+    ));
+    assert!(vault.delete("db.password").await.unwrap());
+
+    let query = |id: &str, user: &str, at: i64| QueryRecord {
+        id: id.to_string(),
+        user_name: user.to_string(),
+        interface: "http".to_string(),
+        client: "127.0.0.1".to_string(),
+        statement: "SELECT 1".to_string(),
+        started_at: at,
+        duration_ms: 3,
+        rows: Some(1),
+        status: "ok".to_string(),
+        error: String::new(),
+    };
+    store
+        .append_queries(&[
+            query("q1", "ann", 10),
+            query("q2", "bob", 20),
+            query("q3", "ann", 30),
+        ])
+        .await
+        .unwrap();
+    let mine = store.read_queries(Some("ann"), 10).await.unwrap();
+    assert_eq!(
+        mine.iter().map(|q| q.id.as_str()).collect::<Vec<_>>(),
+        ["q3", "q1"]
+    );
+    assert_eq!(store.read_queries(None, 2).await.unwrap().len(), 2);
+    assert_eq!(store.prune_queries(25).await.unwrap(), 2);
+    assert_eq!(store.read_queries(None, 10).await.unwrap().len(), 1);
+
+    // Expired tokens and revoked sessions are cleaned up; live ones stay.
+    let token = |id: &str, kind: &str, expires_at: Option<i64>, revoked: bool| crate::TokenRecord {
+        id: id.to_string(),
+        user_name: "ann".to_string(),
+        kind: kind.to_string(),
+        label: String::new(),
+        secret_hash: "h".to_string(),
+        scram_salt: "s".to_string(),
+        scram_salted: "k".to_string(),
+        created_at: 1,
+        expires_at,
+        revoked,
+    };
+    for record in [
+        token("expired", "session", Some(50), false),
+        token("live", "session", Some(500), false),
+        token("revoked_session", "session", Some(500), true),
+        token("revoked_personal", "personal", None, true),
+        token("forever", "personal", None, false),
+    ] {
+        store.create_token(&record).await.unwrap();
+    }
+    assert_eq!(store.delete_expired_tokens(100).await.unwrap(), 2);
+    let mut left: Vec<String> = store
+        .list_tokens(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
+    left.sort();
+    // A revoked personal token stays listed (it shows as revoked) until it expires.
+    assert_eq!(left, ["forever", "live", "revoked_personal"]);
+    for id in left {
+        store.revoke_token(&id).await.unwrap();
+    }
+}
+
 #[tokio::test]
 async fn sqlite_catalog_works() {
     let dir = tempfile::tempdir().unwrap();
@@ -218,6 +438,7 @@ async fn sqlite_catalog_works() {
     assert_eq!(store.backend(), Backend::Sqlite);
     exercise(&store).await;
     exercise_security(&store).await;
+    exercise_governance(&store).await;
 
     // Reopening runs no migration twice and keeps the data.
     store.create_schema("kept", false).await.unwrap();
@@ -234,6 +455,7 @@ async fn postgres_catalog_works_and_is_shared() {
     assert_eq!(first.backend(), Backend::Postgres);
     exercise(&first).await;
     exercise_security(&first).await;
+    exercise_governance(&first).await;
 
     // A second process on the same database sees the first one's changes.
     let second = CatalogStore::open(&database.url).await.unwrap();
