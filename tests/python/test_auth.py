@@ -54,3 +54,43 @@ def test_sqlalchemy_inspector_with_a_password(polder_secured):
         assert {"bronze", "silver", "gold"} <= set(schemas)
     finally:
         engine.dispose()
+
+
+def test_users_are_managed_through_the_rest_api(polder_secured):
+    import requests
+
+    url = polder_secured.http_url
+    admin = ("admin", SECURED_ADMIN_PASSWORD)
+    created = requests.post(f"{url}/api/v1/users", json={"name": "carl", "role": "analyst", "password": "carl-first-pw"}, auth=admin, timeout=30)
+    assert created.status_code == 201, created.text
+
+    def can_query(password: str) -> int:
+        return requests.post(f"{url}/api/v1/sql", json={"sql": "SELECT 1"}, auth=("carl", password), timeout=30).status_code
+
+    assert can_query("carl-first-pw") == 200
+    # A user changes its own password, but not its role.
+    changed = requests.patch(f"{url}/api/v1/users/carl", json={"password": "carl-second-pw"}, auth=("carl", "carl-first-pw"), timeout=30)
+    assert changed.status_code == 200, changed.text
+    assert can_query("carl-first-pw") == 401
+    assert can_query("carl-second-pw") == 200
+    promoted = requests.patch(f"{url}/api/v1/users/carl", json={"role": "admin"}, auth=("carl", "carl-second-pw"), timeout=30)
+    assert promoted.status_code == 403
+    # Admins disable, re-enable and delete.
+    assert requests.patch(f"{url}/api/v1/users/carl", json={"disabled": True}, auth=admin, timeout=30).status_code == 200
+    assert can_query("carl-second-pw") == 401
+    assert requests.patch(f"{url}/api/v1/users/carl", json={"disabled": False, "role": "engineer"}, auth=admin, timeout=30).status_code == 200
+    assert can_query("carl-second-pw") == 200
+    assert requests.patch(f"{url}/api/v1/users/carl", json={"role": "superuser"}, auth=admin, timeout=30).status_code == 400
+    assert requests.delete(f"{url}/api/v1/users/carl", auth=admin, timeout=30).status_code == 200
+    assert requests.delete(f"{url}/api/v1/users/carl", auth=admin, timeout=30).status_code == 404
+    assert requests.delete(f"{url}/api/v1/users/admin", auth=admin, timeout=30).status_code == 400
+    audit = requests.post(
+        f"{url}/api/v1/sql",
+        json={"sql": "SELECT statement FROM system.audit WHERE action = 'user' AND statement LIKE '%carl%'"},
+        auth=admin,
+        timeout=30,
+    ).json()["rows"]
+    statements = [row["statement"] for row in audit]
+    assert any("delete user carl" in s for s in statements)
+    assert any("change user carl: password" in s for s in statements)
+    assert not any("carl-second-pw" in s for s in statements)

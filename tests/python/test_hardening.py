@@ -11,6 +11,7 @@ import os
 import socket
 import ssl
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
@@ -49,6 +50,22 @@ def tls_pg_conninfo(server, **extra: str) -> str:
     return " ".join(f"{key}={value}" for key, value in options.items())
 
 
+def refusals_in_audit(server, needle: str, tls: bool = False) -> list[tuple[str, str]]:
+    """Audit entries of refused connections and requests whose message contains `needle`,
+    waited for briefly (they are written in the background)."""
+    base = f"https://localhost:{server.http_port}" if tls else server.http_url
+    verify = str(server.cert) if tls else True
+    sql = "SELECT client, message FROM system.audit WHERE action = 'refused'"
+    deadline = time.monotonic() + 10
+    while True:
+        response = requests.post(f"{base}/api/v1/sql", json={"sql": sql}, auth=ADMIN, verify=verify, timeout=30)
+        assert response.status_code == 200, response.text
+        found = [(r["client"], r["message"]) for r in response.json()["rows"] if needle in r["message"]]
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
+
+
 def assert_still_serving_tls(server):
     response = requests.get(f"https://localhost:{server.http_port}/health", verify=str(server.cert), timeout=10)
     assert response.status_code == 200
@@ -82,6 +99,8 @@ def test_plain_postgres_is_refused_on_a_tls_server(tls_server):
     with pytest.raises(psycopg.OperationalError, match="only TLS"):
         psycopg.connect(tls_pg_conninfo(tls_server, sslmode="disable"))
     assert_still_serving_tls(tls_server)
+    refused = refusals_in_audit(tls_server, "plain-text connection", tls=True)
+    assert refused and refused[0][0].startswith("postgres 127.0.0.1:")
 
 
 def test_flight_sql_over_tls(tls_server):
@@ -103,6 +122,8 @@ def test_plain_clients_on_tls_ports_are_refused(tls_server):
         with flight_sql.connect(f"grpc://127.0.0.1:{tls_server.flight_port}", db_kwargs=kwargs) as conn, conn.cursor() as cur:
             cur.execute("SELECT 1")
     assert_still_serving_tls(tls_server)
+    clients = {client.split(" 127.0.0.1")[0] for client, _ in refusals_in_audit(tls_server, "TLS handshake", tls=True)}
+    assert {"http", "flight sql"} <= clients, clients
 
 
 def tls_handshake(port: int) -> None:
@@ -158,6 +179,8 @@ def test_garbage_bytes_do_not_hurt_the_server(polder_secured, listener):
             except OSError:
                 pass  # the server may hang up on us; it must not fall over
     assert_still_serving_plain(polder_secured)
+    if listener == "pg":
+        assert any(client.startswith("postgres ") for client, _ in refusals_in_audit(polder_secured, "not a PostgreSQL client"))
 
 
 def test_garbage_bytes_on_tls_ports(tls_server):
@@ -183,6 +206,7 @@ def test_oversized_requests_are_refused(polder_secured):
     )
     assert huge_login.status_code in (400, 401, 413)
     assert_still_serving_plain(polder_secured)
+    assert refusals_in_audit(polder_secured, "request body too large")
 
 
 @pytest.mark.parametrize(
@@ -197,6 +221,7 @@ def test_server_side_imports_never_read_local_paths(polder_secured, body):
     response = requests.post(f"{polder_secured.http_url}/api/v1/import", json=body, auth=ADMIN, timeout=30)
     assert response.status_code == 400, response.text
     assert "s3://" in response.json()["error"]["message"]
+    assert refusals_in_audit(polder_secured, "refused import request")
 
 
 def test_path_traversal_in_names_and_sql_is_refused(polder_secured):

@@ -32,6 +32,8 @@ pub(crate) struct AppState {
     pub protect_metrics: bool,
     /// Stored secrets, sealed with the secrets key.
     pub secrets: polder_catalog::SecretVault,
+    /// Audits refused requests (authentication on).
+    pub refusals: Option<crate::refusals::RefusalLog>,
 }
 
 pub(crate) fn router(state: AppState) -> Router {
@@ -46,6 +48,11 @@ pub(crate) fn router(state: AppState) -> Router {
         .route(
             "/api/v1/users",
             get(crate::http_auth::list_users).post(crate::http_auth::add_user),
+        )
+        .route(
+            "/api/v1/users/{name}",
+            axum::routing::patch(crate::http_auth::change_user)
+                .delete(crate::http_auth::delete_user),
         )
         .route(
             "/api/v1/users/{name}/attributes",
@@ -71,7 +78,37 @@ pub(crate) fn router(state: AppState) -> Router {
             state.clone(),
             crate::http_auth::require_auth,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            audit_refused_requests,
+        ))
         .with_state(state)
+}
+
+/// Requests refused for their shape — too large, or an import naming a local path — go to the
+/// audit log with the client's address (logins and SQL are audited where they are checked).
+async fn audit_refused_requests(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Some(refusals) = state.refusals.clone() else {
+        return next.run(request).await;
+    };
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0);
+    let what = format!("{} {}", request.method(), request.uri().path());
+    let is_import = request.uri().path() == "/api/v1/import";
+    let response = next.run(request).await;
+    let status = response.status();
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        refusals.record("http", peer, &format!("{what}: request body too large"));
+    } else if is_import && status == StatusCode::BAD_REQUEST {
+        refusals.record("http", peer, &format!("{what}: refused import request"));
+    }
+    response
 }
 
 /// `{"error": {"code", "message"}}` with the status of the error's kind.

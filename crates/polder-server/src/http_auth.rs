@@ -304,3 +304,91 @@ pub(crate) async fn set_user_attributes(
         Err(err) => auth_error(&err),
     }
 }
+
+#[derive(Deserialize)]
+pub(crate) struct UserChange {
+    password: Option<String>,
+    role: Option<String>,
+    disabled: Option<bool>,
+}
+
+/// `PATCH /api/v1/users/{name}` `{"password"?, "role"?, "disabled"?}`: admins change anything;
+/// a user may change its own password.
+pub(crate) async fn change_user(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Json(body): Json<UserChange>,
+) -> Response {
+    let auth = match authenticator(&state) {
+        Ok(auth) => auth,
+        Err(response) => return response,
+    };
+    let caller = access::current_principal();
+    let own_password_only = caller.user == name && body.role.is_none() && body.disabled.is_none();
+    if !caller.is_admin() && !own_password_only {
+        if let Err(response) = require_admin() {
+            return response;
+        }
+    }
+    let role = match body.role.as_deref().map(str::parse::<Role>).transpose() {
+        Ok(role) => role,
+        Err(message) => return error_response(ErrorKind::InvalidInput, &message, None),
+    };
+    let mut changes = Vec::new();
+    let mut result = Ok(());
+    if let Some(password) = &body.password {
+        changes.push("password".to_string());
+        result = auth.set_password(&name, password).await;
+    }
+    if let (Ok(()), Some(role)) = (&result, role) {
+        changes.push(format!("role {role}"));
+        result = auth.set_role(&name, role).await;
+    }
+    if let (Ok(()), Some(disabled)) = (&result, body.disabled) {
+        changes.push(if disabled { "disabled" } else { "enabled" }.to_string());
+        result = auth.set_disabled(&name, disabled).await;
+    }
+    auth.audit_change(
+        &caller.user,
+        &caller.client,
+        "user",
+        &format!("change user {name}: {}", changes.join(", ")),
+        result.as_ref().err(),
+    )
+    .await;
+    match result {
+        Ok(()) => Json(serde_json::json!({"name": name, "changed": changes})).into_response(),
+        Err(err) => auth_error(&err),
+    }
+}
+
+/// `DELETE /api/v1/users/{name}` (admins): the user goes with its tokens, grants and attributes.
+pub(crate) async fn delete_user(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Response {
+    let (auth, admin) = match authenticator(&state).and_then(|a| require_admin().map(|p| (a, p))) {
+        Ok(pair) => pair,
+        Err(response) => return response,
+    };
+    if name == admin.user {
+        return error_response(
+            ErrorKind::InvalidInput,
+            "an admin cannot delete itself (another admin can)",
+            None,
+        );
+    }
+    let result = auth.delete_user(&name).await;
+    auth.audit_change(
+        &admin.user,
+        &admin.client,
+        "user",
+        &format!("delete user {name}"),
+        result.as_ref().err(),
+    )
+    .await;
+    match result {
+        Ok(()) => Json(serde_json::json!({"deleted": name})).into_response(),
+        Err(err) => auth_error(&err),
+    }
+}

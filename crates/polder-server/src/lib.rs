@@ -19,6 +19,7 @@ mod pg;
 mod pg_copy;
 mod pg_cursor;
 mod pg_functions;
+mod refusals;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -117,6 +118,11 @@ pub async fn start(
     if let Some(auth) = &options.auth {
         auth.spawn_token_cleanup(std::time::Duration::from_secs(600));
     }
+    // Refusals are audited when there is an audit (authentication on).
+    let refusals = options
+        .auth
+        .as_ref()
+        .map(|auth| refusals::RefusalLog::new(auth.store().clone()));
     let mut tasks = JoinSet::new();
     let state = http::AppState {
         engine: engine.clone(),
@@ -125,6 +131,7 @@ pub async fn start(
         auth: options.auth.clone(),
         protect_metrics: options.protect_metrics,
         secrets: options.secrets.clone(),
+        refusals: refusals.clone(),
     };
     let router = http::router(state).layer(tower_http::trace::TraceLayer::new_for_http());
     let make_service = router.into_make_service_with_connect_info::<SocketAddr>();
@@ -140,7 +147,7 @@ pub async fn start(
         Some(acceptor) => {
             // `tap_io` only so that axum hands handlers the peer address (ConnectInfo).
             use axum::serve::ListenerExt;
-            let listener = tls::TlsListener::new(http_listener, acceptor)
+            let listener = tls::TlsListener::new(http_listener, acceptor, refusals.clone())
                 .map_err(http_error)?
                 .tap_io(|_| {});
             tasks.spawn(async move {
@@ -150,8 +157,14 @@ pub async fn start(
             });
         }
         None => {
+            // Results stream out in several writes: without TCP_NODELAY each write after the
+            // first waits for the client's delayed ACK (~40 ms).
+            use axum::serve::ListenerExt;
+            let listener = http_listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             tasks.spawn(async move {
-                axum::serve(http_listener, make_service)
+                axum::serve(listener, make_service)
                     .await
                     .map_err(http_error)
             });
@@ -169,6 +182,7 @@ pub async fn start(
         engine.clone(),
         options.auth.clone(),
         pg_tls.as_ref().map(|(_, pem)| *pem),
+        refusals.clone(),
     )?);
     let pg_acceptor = pg_tls.map(|(acceptor, _)| acceptor);
     tasks.spawn(async move {
@@ -195,7 +209,11 @@ pub async fn start(
     match &options.tls {
         Some(identity) => {
             // gRPC clients insist on ALPN h2 over TLS.
-            let incoming = tls::flight_incoming(flight_listener, identity.acceptor(&[b"h2"])?);
+            let incoming = tls::flight_incoming(
+                flight_listener,
+                identity.acceptor(&[b"h2"])?,
+                refusals.clone(),
+            );
             tasks.spawn(async move {
                 flight_server
                     .serve_with_incoming(incoming)

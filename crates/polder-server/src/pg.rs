@@ -62,6 +62,8 @@ pub(crate) struct PgHandlers {
     /// With TLS on, the certificate (PEM) for SCRAM channel binding; plain connections are
     /// refused.
     tls_certificate: Option<Vec<u8>>,
+    /// Audits connections refused before a login (authentication on).
+    pub(crate) refusals: Option<crate::refusals::RefusalLog>,
 }
 
 impl PgHandlers {
@@ -71,6 +73,7 @@ impl PgHandlers {
         engine: Arc<Engine>,
         auth: Option<Authenticator>,
         tls_certificate: Option<&[u8]>,
+        refusals: Option<crate::refusals::RefusalLog>,
     ) -> Result<PgHandlers, crate::ServerError> {
         if let Some(pem) = tls_certificate {
             // Checked once here so that each connection's copy cannot fail.
@@ -108,6 +111,7 @@ impl PgHandlers {
             auth,
             cancel: Arc::new(DefaultCancelHandler::new(connections)),
             tls_certificate: tls_certificate.map(<[u8]>::to_vec),
+            refusals,
         })
     }
 }
@@ -154,6 +158,7 @@ impl PgWireServerHandlers for PgHandlers {
             },
             sasl,
             tls_required: self.tls_certificate.is_some(),
+            refusals: self.refusals.clone(),
         })
     }
 
@@ -186,6 +191,7 @@ struct PolderStartup {
     )>,
     /// TLS is on: plain-text connections are refused (like `hostssl` in `pg_hba.conf`).
     tls_required: bool,
+    refusals: Option<crate::refusals::RefusalLog>,
 }
 
 fn describe_client<C: ClientInfo>(client: &C) -> String {
@@ -206,6 +212,13 @@ impl StartupHandler for PolderStartup {
     {
         if self.tls_required && !client.is_secure() {
             tracing::info!(peer = %client.socket_addr(), "plain-text postgres connection refused: TLS is on");
+            if let Some(refusals) = &self.refusals {
+                refusals.record(
+                    "postgres",
+                    Some(client.socket_addr()),
+                    "plain-text connection to a TLS-only server",
+                );
+            }
             return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
                 "FATAL".to_string(),
                 "28000".to_string(),
@@ -295,6 +308,32 @@ async fn as_principal<F: std::future::Future>(principal: Option<Principal>, work
     }
 }
 
+/// Whether the first bytes a client sent open a PostgreSQL conversation (a startup message,
+/// an SSL/GSS/cancel request, or a direct TLS handshake); `None` when too little arrived to
+/// tell. Only peeks: the protocol library reads the same bytes afterwards.
+async fn looks_like_postgres(socket: &tokio::net::TcpStream) -> Option<bool> {
+    const SSL_REQUEST: u32 = 80_877_103;
+    const GSS_REQUEST: u32 = 80_877_104;
+    const CANCEL_REQUEST: u32 = 80_877_102;
+    let mut head = [0u8; 8];
+    let peeked = tokio::time::timeout(std::time::Duration::from_secs(10), socket.peek(&mut head))
+        .await
+        .ok()?
+        .ok()?;
+    if peeked >= 1 && head[0] == 0x16 {
+        return Some(true);
+    }
+    if peeked < 8 {
+        return None;
+    }
+    let length = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+    let code = u32::from_be_bytes([head[4], head[5], head[6], head[7]]);
+    let request = matches!(code, SSL_REQUEST | GSS_REQUEST | CANCEL_REQUEST);
+    // Protocol 3.x startup packets are small (user, database, a few options).
+    let startup = code >> 16 == 3 && (8..=65_536).contains(&length);
+    Some(request || startup)
+}
+
 /// Serves connections until the listener fails.
 pub(crate) async fn serve(
     listener: TcpListener,
@@ -314,10 +353,34 @@ pub(crate) async fn serve(
         let handlers = handlers.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
+            let refusals = handlers.refusals.clone();
+            if looks_like_postgres(&socket).await == Some(false) {
+                tracing::info!(%peer, "not a PostgreSQL client: connection closed");
+                if let Some(refusals) = &refusals {
+                    refusals.record(
+                        "postgres",
+                        Some(peer),
+                        "not a PostgreSQL client: the first bytes are no startup, TLS or cancel request",
+                    );
+                }
+                return;
+            }
             if let Err(err) =
                 datafusion_postgres::pgwire::tokio::process_socket(socket, tls, handlers).await
             {
                 tracing::debug!(%peer, error = %err, "postgres connection ended with an error");
+                // Protocol garbage and failed TLS handshakes end here; a client that simply
+                // went away is not a refusal.
+                let went_away = matches!(
+                    err.kind(),
+                    std::io::ErrorKind::ConnectionReset
+                        | std::io::ErrorKind::BrokenPipe
+                        | std::io::ErrorKind::UnexpectedEof
+                        | std::io::ErrorKind::ConnectionAborted
+                );
+                if let Some(refusals) = refusals.filter(|_| !went_away) {
+                    refusals.record("postgres", Some(peer), &format!("connection error: {err}"));
+                }
             }
         });
     }

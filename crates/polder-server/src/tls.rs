@@ -23,6 +23,7 @@ use tokio_rustls::server::TlsStream;
 use tonic::transport::server::Connected;
 
 use crate::ServerError;
+use crate::refusals::RefusalLog;
 
 /// How long a client may take to finish its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -154,6 +155,7 @@ fn spawn_handshakes(
     listener: TcpListener,
     acceptor: TlsAcceptor,
     name: &'static str,
+    refusals: Option<RefusalLog>,
 ) -> mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)> {
     let (sender, receiver) = mpsc::channel(64);
     tokio::spawn(async move {
@@ -173,17 +175,20 @@ fn spawn_handshakes(
             }
             let acceptor = acceptor.clone();
             let sender = sender.clone();
+            let refusals = refusals.clone();
             tokio::spawn(async move {
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(socket)).await {
-                    Ok(Ok(stream)) => {
-                        let _ = sender.send((stream, peer)).await;
-                    }
-                    Ok(Err(err)) => {
-                        tracing::info!(listener = name, %peer, error = %err, "TLS handshake refused");
-                    }
-                    Err(_) => {
-                        tracing::info!(listener = name, %peer, "TLS handshake timed out");
-                    }
+                let refused =
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(socket)).await {
+                        Ok(Ok(stream)) => {
+                            let _ = sender.send((stream, peer)).await;
+                            return;
+                        }
+                        Ok(Err(err)) => format!("TLS handshake failed: {err}"),
+                        Err(_) => "TLS handshake timed out".to_string(),
+                    };
+                tracing::info!(listener = name, %peer, "{refused}");
+                if let Some(refusals) = refusals {
+                    refusals.record(name, Some(peer), &refused);
                 }
             });
         }
@@ -198,10 +203,14 @@ pub(crate) struct TlsListener {
 }
 
 impl TlsListener {
-    pub(crate) fn new(listener: TcpListener, acceptor: TlsAcceptor) -> io::Result<TlsListener> {
+    pub(crate) fn new(
+        listener: TcpListener,
+        acceptor: TlsAcceptor,
+        refusals: Option<RefusalLog>,
+    ) -> io::Result<TlsListener> {
         let local = listener.local_addr()?;
         Ok(TlsListener {
-            established: spawn_handshakes(listener, acceptor, "http"),
+            established: spawn_handshakes(listener, acceptor, "http", refusals),
             local,
         })
     }
@@ -279,8 +288,9 @@ impl AsyncWrite for FlightTlsStream {
 pub(crate) fn flight_incoming(
     listener: TcpListener,
     acceptor: TlsAcceptor,
+    refusals: Option<RefusalLog>,
 ) -> impl futures::Stream<Item = io::Result<FlightTlsStream>> {
-    let established = spawn_handshakes(listener, acceptor, "flight sql");
+    let established = spawn_handshakes(listener, acceptor, "flight sql", refusals);
     futures::stream::unfold(established, |mut established| async move {
         let (stream, _) = established.recv().await?;
         Some((Ok(FlightTlsStream(stream)), established))
