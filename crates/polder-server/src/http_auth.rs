@@ -325,10 +325,11 @@ pub(crate) async fn change_user(
     };
     let caller = access::current_principal();
     let own_password_only = caller.user == name && body.role.is_none() && body.disabled.is_none();
-    if !caller.is_admin() && !own_password_only {
-        if let Err(response) = require_admin() {
-            return response;
-        }
+    if !caller.is_admin()
+        && !own_password_only
+        && let Err(response) = require_admin()
+    {
+        return response;
     }
     let role = match body.role.as_deref().map(str::parse::<Role>).transpose() {
         Ok(role) => role,
