@@ -220,3 +220,20 @@ def test_query_history_shows_users_their_own_statements(polder_secured, governed
     mine = history("ann")
     assert {r[0] for r in mine} == {"ann"} and len(mine) == 3
     assert all(f"bob-{marker}" not in r[4] for r in mine)
+
+
+def test_the_catalog_does_not_count_hidden_rows(polder_secured, governed):
+    def described(user: str) -> dict:
+        password = SECURED_ADMIN_PASSWORD if user == "admin" else PASSWORDS[user]
+        response = requests.get(f"{polder_secured.http_url}/api/v1/catalog", auth=(user, password), timeout=60)
+        assert response.status_code == 200, response.text
+        schema = next(s for s in response.json()["schemas"] if s["name"] == governed)
+        return {t["name"]: t for t in schema["tables"]}
+
+    as_admin = described("admin")
+    assert as_admin["customers"]["row_count"] >= 4
+    as_ann = described("ann")
+    assert as_ann["customers"]["row_count"] is None and as_ann["customers"]["size_bytes"] is None
+    assert [c["name"] for c in as_ann["customers"]["columns"]] == ["id", "region", "email", "revenue"]
+    # An ungoverned table ann may read keeps its figures.
+    assert as_ann["orders"]["row_count"] == 4

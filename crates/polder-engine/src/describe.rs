@@ -75,7 +75,19 @@ impl Engine {
                     schema_name.as_str(),
                     table_name.as_str(),
                 );
-                match self.session().table_provider(reference).await {
+                let resolved = self.session().table_provider(reference).await;
+                // Size and row count only for tables the caller may read, and not for tables
+                // whose row policies hide rows from it (the count would tell how many).
+                let governed = crate::access::current().is_some_and(|access| {
+                    !access.reader.is_admin()
+                        && self
+                            .catalog
+                            .security()
+                            .rules_of(schema_name, table_name)
+                            .is_some()
+                });
+                let show_stats = resolved.is_ok() && !governed;
+                match resolved {
                     Ok(provider) => {
                         for field in provider.schema().fields() {
                             description.columns.push(ColumnDescription {
@@ -88,6 +100,7 @@ impl Engine {
                     Err(err) => description.error = Some(crate::error::datafusion_message(&err)),
                 }
                 if entry.kind == TableKind::Table
+                    && show_stats
                     && let Some(location) = &entry.location
                 {
                     match self
