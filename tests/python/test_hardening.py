@@ -313,3 +313,53 @@ def test_a_planted_secret_appears_nowhere(tmp_path_factory):
             data = path.read_bytes()
             assert planted.encode() not in data, f"the secret is readable in {path}"
             assert planted_admin.encode() not in data, f"the admin password is readable in {path}"
+
+
+def _openssl_pair(directory: Path, name: str) -> tuple[Path, Path]:
+    cert, key = directory / f"{name}.crt", directory / f"{name}.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost", "-days", "2"],
+        check=True, capture_output=True, timeout=60,
+    )
+    return cert, key
+
+
+@pytest.mark.skipif(subprocess.run(["which", "openssl"], capture_output=True).returncode != 0, reason="needs the openssl command")
+def test_configured_certificate_files(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("certs")
+    cert, key = _openssl_pair(directory, "server")
+    env = {
+        "POLDER_AUTH_ENABLED": "true",
+        "POLDER_ADMIN_PASSWORD": SECURED_ADMIN_PASSWORD,
+        "POLDER_TLS_CERT": str(cert),
+        "POLDER_TLS_KEY": str(key),
+    }
+    with _running_polder(tmp_path_factory, demo=False, env_overrides=env, tls=True) as server:
+        response = requests.get(f"https://localhost:{server.http_port}/health", verify=str(cert), timeout=10)
+        assert response.status_code == 200
+        conninfo = (f"host=localhost port={server.pg_port} user=admin password={SECURED_ADMIN_PASSWORD} "
+                    f"dbname=polder sslmode=verify-full sslrootcert={cert} connect_timeout=10")
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+
+    # A key that is not the certificate's stops the start, naming the files but not the key.
+    _, other_key = _openssl_pair(directory, "other")
+    data_dir = directory / "data"
+    result = subprocess.run(
+        [POLDER_BIN, "serve", "--data-dir", str(data_dir), "--http-listen", "127.0.0.1:0",
+         "--pg-listen", "127.0.0.1:0", "--flight-listen", "127.0.0.1:0"],
+        env={**os.environ, **env, "POLDER_TLS_KEY": str(other_key)},
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode != 0
+    assert "usable pair" in result.stderr and str(other_key) in result.stderr, result.stderr
+    assert "PRIVATE KEY" not in result.stderr
+    # Only one of the two settings is a configuration error, said before anything starts.
+    result = subprocess.run(
+        [POLDER_BIN, "config", "show"],
+        env={**os.environ, "POLDER_TLS_CERT": str(cert)},
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode != 0 and "tls.key is needed too" in result.stderr, result.stderr
