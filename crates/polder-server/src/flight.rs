@@ -52,6 +52,9 @@ enum TicketBody {
     Query {
         sql: String,
         params: Option<Vec<serde_json::Value>>,
+        /// The plan GetFlightInfo made, kept for this ticket's DoGet (see [`PlannedQueries`]).
+        #[serde(default)]
+        plan_id: Option<String>,
     },
     /// A statement already ran; report its outcome.
     Done { command: String, rows: Option<u64> },
@@ -66,7 +69,62 @@ pub(crate) struct PolderFlightSql {
     engine: Arc<Engine>,
     auth: Option<crate::auth::Authenticator>,
     prepared: Mutex<HashMap<String, Prepared>>,
+    planned: PlannedQueries,
     sql_info: SqlInfoData,
+}
+
+/// How long a plan waits for its DoGet, and how many may wait at once.
+const PLAN_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+const MAX_PLANNED: usize = 1024;
+
+/// Plans made by GetFlightInfo, each taken once by the DoGet of its ticket, so that a query is
+/// planned (and its tables' Delta logs refreshed) once instead of twice. The ticket's SQL stays
+/// the fallback: a DoGet that finds no plan (expired, evicted, another server) plans again.
+#[derive(Default)]
+struct PlannedQueries {
+    plans: Mutex<HashMap<String, PlannedQuery>>,
+}
+
+struct PlannedQuery {
+    plan: LogicalPlan,
+    /// Only the user who planned it may run it.
+    user: String,
+    at: std::time::Instant,
+}
+
+impl PlannedQueries {
+    fn keep(&self, plan: LogicalPlan) -> String {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let mut plans = self.plans.lock().expect("planned queries lock");
+        plans.retain(|_, planned| planned.at.elapsed() < PLAN_TTL);
+        if plans.len() >= MAX_PLANNED
+            && let Some(oldest) = plans
+                .iter()
+                .min_by_key(|(_, planned)| planned.at)
+                .map(|(id, _)| id.clone())
+        {
+            plans.remove(&oldest);
+        }
+        plans.insert(
+            id.clone(),
+            PlannedQuery {
+                plan,
+                user: polder_engine::access::current_principal().user,
+                at: std::time::Instant::now(),
+            },
+        );
+        id
+    }
+
+    fn take(&self, id: &str) -> Option<LogicalPlan> {
+        let planned = self
+            .plans
+            .lock()
+            .expect("planned queries lock")
+            .remove(id)?;
+        let caller = polder_engine::access::current_principal().user;
+        (planned.user == caller && planned.at.elapsed() < PLAN_TTL).then_some(planned.plan)
+    }
 }
 
 fn status(err: EngineError) -> Status {
@@ -92,6 +150,7 @@ impl PolderFlightSql {
             engine,
             auth,
             prepared: Mutex::new(HashMap::new()),
+            planned: PlannedQueries::default(),
             sql_info: info.build().expect("static sql info"),
         }
     }
@@ -200,6 +259,7 @@ impl PolderFlightSql {
         let ticket = TicketBody::Query {
             sql: sql.to_string(),
             params: params.map(|p| p.iter().map(scalar_to_json).collect()),
+            plan_id: Some(self.planned.keep(plan)),
         };
         self.flight_info(&schema, &ticket, descriptor)
     }
@@ -259,9 +319,14 @@ impl PolderFlightSql {
         &self,
         sql: &str,
         params: Option<Vec<ScalarValue>>,
+        plan_id: Option<&str>,
     ) -> Result<DoGetStream, Status> {
         let run = StatementRun::start(&self.engine, Interface::FlightSql, sql);
+        let kept = plan_id.and_then(|id| self.planned.take(id));
         let planned = async {
+            if let Some(plan) = kept {
+                return Ok(plan);
+            }
             self.engine.sync().await.map_err(status)?;
             let statement = self.single_statement(sql)?;
             self.plan(statement, params.as_ref()).await
@@ -526,7 +591,11 @@ impl FlightSqlService for PolderFlightSql {
         let body: TicketBody = serde_json::from_slice(&ticket.statement_handle)
             .map_err(|e| Status::invalid_argument(format!("invalid ticket: {e}")))?;
         match body {
-            TicketBody::Query { sql, params } => {
+            TicketBody::Query {
+                sql,
+                params,
+                plan_id,
+            } => {
                 let params = match params {
                     Some(values) => Some(
                         values
@@ -536,7 +605,9 @@ impl FlightSqlService for PolderFlightSql {
                     ),
                     None => None,
                 };
-                Ok(Response::new(self.stream_query(&sql, params).await?))
+                Ok(Response::new(
+                    self.stream_query(&sql, params, plan_id.as_deref()).await?,
+                ))
             }
             TicketBody::Done { command, rows } => {
                 let schema = Arc::new(Self::command_schema());
@@ -821,4 +892,35 @@ fn metadata_info(
         .with_endpoint(FlightEndpoint::new().with_ticket(ticket))
         .with_descriptor(request.into_inner());
     Ok(Response::new(info))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use polder_core::{Principal, Role};
+    use polder_engine::access::run_as;
+
+    fn empty_plan() -> LogicalPlan {
+        LogicalPlan::EmptyRelation(datafusion::logical_expr::EmptyRelation {
+            produce_one_row: true,
+            schema: Arc::new(datafusion::common::DFSchema::empty()),
+        })
+    }
+
+    #[tokio::test]
+    async fn a_kept_plan_is_taken_once_and_only_by_its_user() {
+        let planned = PlannedQueries::default();
+        let ann = Principal::new("ann", Role::Analyst, "test");
+        let bob = Principal::new("bob", Role::Analyst, "test");
+        let id = run_as(ann.clone(), async { planned.keep(empty_plan()) }).await;
+        // Someone else's ticket does not carry the plan (that DoGet plans again, as its user).
+        assert!(run_as(bob, async { planned.take(&id) }).await.is_none());
+        let id = run_as(ann.clone(), async { planned.keep(empty_plan()) }).await;
+        assert!(
+            run_as(ann.clone(), async { planned.take(&id) })
+                .await
+                .is_some()
+        );
+        assert!(run_as(ann, async { planned.take(&id) }).await.is_none());
+    }
 }
