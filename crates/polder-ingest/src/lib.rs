@@ -1,10 +1,13 @@
 //! Ingestion: sources that load data into Delta tables.
 //!
-//! For now one source: files (CSV, JSON lines, Parquet) from a local path, a glob, an `s3://`
-//! prefix or an HTTP(S) URL, loaded into a table in one Delta commit ([`import_files`]).
+//! - files (CSV, JSON lines, Parquet) from a local path, a glob, an `s3://` prefix or an
+//!   HTTP(S) URL, loaded into a table in one Delta commit ([`import_files`]);
+//! - PostgreSQL tables read into Arrow through binary `COPY` ([`postgres`]), the reader the
+//!   PostgreSQL source of connections is built on.
 
 mod counting;
 mod files;
+pub mod postgres;
 
 pub use files::{
     FileFormat, ImportError, ImportMode, ImportReport, ImportRequest, ImportSource, import_files,
