@@ -120,7 +120,7 @@ impl Engine {
 
         if has_rows {
             let outcome = self
-                .write_new_table(&name, input.clone(), Arc::new(self.session().state()))
+                .write_new_table(&name, input.clone(), Arc::new(self.session().state()), None)
                 .await?;
             return Ok(CommandOutcome::new("SELECT").with_rows(outcome.rows_written));
         }

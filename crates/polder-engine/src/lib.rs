@@ -30,7 +30,7 @@ pub use dialect::PolderDialect;
 pub use engine::{CommandOutcome, Engine, StatementOutput};
 pub use error::{EngineError, Result, classify, datafusion_message};
 pub use query_log::{QueryLog, QueryTracker};
-pub use write::{WriteMode, WriteOutcome};
+pub use write::{CommitTag, WriteMode, WriteOutcome};
 
 /// A plain DataFusion session that can run Delta writes (for loads that bring their own
 /// object stores).

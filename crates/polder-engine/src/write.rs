@@ -7,6 +7,8 @@ use datafusion::execution::SessionState;
 use datafusion::logical_expr::LogicalPlan;
 use polder_catalog::{CatalogError, TableEntry, TableKind};
 use polder_core::TableName;
+use polder_lake::deltalake::kernel::Transaction;
+use polder_lake::deltalake::kernel::transaction::CommitProperties;
 use polder_lake::deltalake::operations::write::{SchemaMode, WriteBuilder};
 use polder_lake::deltalake::protocol::SaveMode;
 use polder_lake::{Lake, LakeError};
@@ -24,6 +26,34 @@ pub enum WriteMode {
     Append,
     /// Replace its rows and schema in one commit, keeping its history (create when missing).
     Overwrite,
+}
+
+/// Marks a write that must happen exactly once (a sync of one stream, say): the commit carries
+/// a Delta application transaction `(app_id, version)` and `metadata` (stored in the commit's
+/// info under `polder.` keys), atomically with the rows. Whoever retries reads
+/// [`Engine::last_tagged_commit`] first: if the version is there, the write happened.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommitTag {
+    pub app_id: String,
+    /// Increases with every write of this application.
+    pub version: i64,
+    /// Keys without the `polder.` prefix; it is added.
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+}
+
+impl CommitTag {
+    fn properties(&self) -> CommitProperties {
+        let mut metadata: Vec<(String, serde_json::Value)> = self
+            .metadata
+            .iter()
+            .map(|(key, value)| (format!("polder.{key}"), value.clone()))
+            .collect();
+        metadata.push(("polder.app_id".to_string(), self.app_id.clone().into()));
+        metadata.push(("polder.app_version".to_string(), self.version.into()));
+        CommitProperties::default()
+            .with_application_transaction(Transaction::new(&self.app_id, self.version))
+            .with_metadata(metadata)
+    }
 }
 
 /// The result of [`Engine::write_table`].
@@ -47,13 +77,26 @@ impl Engine {
         session: Arc<SessionState>,
         mode: WriteMode,
     ) -> Result<WriteOutcome> {
+        self.write_table_tagged(name, plan, session, mode, None)
+            .await
+    }
+
+    /// [`Engine::write_table`], with the commit tagged as one exactly-once write.
+    pub async fn write_table_tagged(
+        &self,
+        name: &TableName,
+        plan: LogicalPlan,
+        session: Arc<SessionState>,
+        mode: WriteMode,
+        tag: Option<&CommitTag>,
+    ) -> Result<WriteOutcome> {
         self.sync().await?;
         let listing = self.catalog.listing();
         if !listing.schemas.contains_key(&name.schema) {
             return Err(CatalogError::SchemaNotFound(name.schema.clone()).into());
         }
         let Some(entry) = listing.entry(&name.schema, &name.table).cloned() else {
-            return self.write_new_table(name, plan, session).await;
+            return self.write_new_table(name, plan, session, tag).await;
         };
         if mode == WriteMode::Create {
             return Err(CatalogError::TableExists {
@@ -81,6 +124,9 @@ impl Engine {
         let mut builder = WriteBuilder::new(table.log_store(), Some(snapshot))
             .with_input_plan(plan)
             .with_session_state(session);
+        if let Some(tag) = tag {
+            builder = builder.with_commit_properties(tag.properties());
+        }
         builder = match mode {
             WriteMode::Overwrite => builder
                 .with_save_mode(SaveMode::Overwrite)
@@ -118,6 +164,7 @@ impl Engine {
         name: &TableName,
         plan: LogicalPlan,
         session: Arc<SessionState>,
+        tag: Option<&CommitTag>,
     ) -> Result<WriteOutcome> {
         let location = self
             .catalog
@@ -126,11 +173,15 @@ impl Engine {
             .to_string();
         self.clear_orphan(name, &location).await?;
         let table = self.catalog.lake.new_table(&location)?;
-        let created = WriteBuilder::new(table.log_store(), None)
+        let mut builder = WriteBuilder::new(table.log_store(), None)
             .with_input_plan(plan)
             .with_session_state(session)
             .with_save_mode(SaveMode::ErrorIfExists)
-            .with_table_name(name.to_string())
+            .with_table_name(name.to_string());
+        if let Some(tag) = tag {
+            builder = builder.with_commit_properties(tag.properties());
+        }
+        let created = builder
             .await
             .map_err(|e| LakeError::from_delta(&location, e))?;
         let entry = TableEntry::table(&name.schema, &name.table, &location).with_owner(
@@ -155,8 +206,141 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// The newest commit of `name` tagged by `app_id` (its application version and the
+    /// metadata written with it), looking back at most `depth` commits; `None` when the table
+    /// does not exist or has no such commit.
+    pub async fn last_tagged_commit(
+        &self,
+        name: &TableName,
+        app_id: &str,
+        depth: usize,
+    ) -> Result<Option<CommitTag>> {
+        self.sync().await?;
+        let Some(location) = self
+            .catalog
+            .listing()
+            .entry(&name.schema, &name.table)
+            .and_then(|entry| entry.location.clone())
+        else {
+            return Ok(None);
+        };
+        let table = self.catalog.load_latest(&location).await?;
+        // The transaction version is authoritative (it survives log checkpoints); the commit
+        // info holds the metadata that came with it.
+        let committed = table
+            .snapshot()
+            .map_err(|e| LakeError::from_delta(&location, e))?
+            .transaction_version(table.log_store().as_ref(), app_id)
+            .await
+            .map_err(|e| LakeError::from_delta(&location, e))?;
+        let Some(version) = committed else {
+            return Ok(None);
+        };
+        let history = self.catalog.lake.history(&table, Some(depth)).await?;
+        let mut metadata = serde_json::Map::new();
+        for entry in history {
+            let tagged_by = entry
+                .polder_metadata
+                .get("polder.app_id")
+                .and_then(|v| v.as_str());
+            let tagged_version = entry
+                .polder_metadata
+                .get("polder.app_version")
+                .and_then(|v| v.as_i64());
+            if tagged_by == Some(app_id) && tagged_version == Some(version) {
+                metadata = entry
+                    .polder_metadata
+                    .into_iter()
+                    .filter_map(|(key, value)| {
+                        let key = key.strip_prefix("polder.")?.to_string();
+                        (key != "app_id" && key != "app_version").then_some((key, value))
+                    })
+                    .collect();
+                break;
+            }
+        }
+        Ok(Some(CommitTag {
+            app_id: app_id.to_string(),
+            version,
+            metadata,
+        }))
+    }
+}
+
 impl From<WriteOutcome> for crate::engine::CommandOutcome {
     fn from(outcome: WriteOutcome) -> Self {
         crate::engine::CommandOutcome::new("SELECT").with_rows(outcome.rows_written)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn tagged_writes_record_their_version_and_metadata_with_the_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::open(
+            &format!("sqlite://{}/catalog.db", dir.path().display()),
+            &format!("file://{}/lake", dir.path().display()),
+            &polder_core::S3Config::default(),
+        )
+        .await
+        .unwrap();
+        engine
+            .execute_sql("CREATE SCHEMA bronze_test")
+            .await
+            .unwrap();
+        let name = TableName::new("bronze_test", "orders").unwrap();
+        let app = "sync:shop.orders";
+        assert_eq!(
+            engine.last_tagged_commit(&name, app, 100).await.unwrap(),
+            None
+        );
+
+        for (version, cursor) in [(1i64, "2026-11-01"), (2, "2026-11-02")] {
+            let state = engine.session().state();
+            let plan = state
+                .create_logical_plan(&format!("SELECT {version} AS batch"))
+                .await
+                .unwrap();
+            let mut metadata = serde_json::Map::new();
+            metadata.insert("state".to_string(), serde_json::json!({"cursor": cursor}));
+            let tag = CommitTag {
+                app_id: app.to_string(),
+                version,
+                metadata,
+            };
+            engine
+                .write_table_tagged(&name, plan, Arc::new(state), WriteMode::Append, Some(&tag))
+                .await
+                .unwrap();
+            let last = engine
+                .last_tagged_commit(&name, app, 100)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(last, tag, "the commit carries its version and state");
+        }
+        // An untagged write in between does not hide the last tagged one.
+        engine
+            .execute_sql("INSERT INTO bronze_test.orders VALUES (99)")
+            .await
+            .unwrap();
+        let last = engine
+            .last_tagged_commit(&name, app, 100)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(last.version, 2);
+        assert_eq!(last.metadata["state"]["cursor"], "2026-11-02");
+        assert_eq!(
+            engine
+                .last_tagged_commit(&name, "other", 100)
+                .await
+                .unwrap(),
+            None
+        );
     }
 }

@@ -26,6 +26,9 @@ pub struct HistoryEntry {
     pub read_version: Option<i64>,
     pub is_blind_append: Option<bool>,
     pub engine_info: Option<String>,
+    /// What Polder recorded with the commit (keys starting with `polder.`): for example the
+    /// sync that wrote it and the source state it reached.
+    pub polder_metadata: serde_json::Map<String, serde_json::Value>,
 }
 
 fn commit_version(file_name: &str) -> Option<i64> {
@@ -86,6 +89,7 @@ pub(crate) async fn read_history(
             read_version: None,
             is_blind_append: None,
             engine_info: None,
+            polder_metadata: serde_json::Map::new(),
         };
         for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
             let Ok(Action::CommitInfo(info)) = serde_json::from_slice::<Action>(line) else {
@@ -105,6 +109,12 @@ pub(crate) async fn read_history(
             entry.read_version = info.read_version.map(|v| v as i64);
             entry.is_blind_append = info.is_blind_append;
             entry.engine_info = info.engine_info;
+            entry.polder_metadata = info
+                .info
+                .iter()
+                .filter(|(key, _)| key.starts_with("polder."))
+                .map(|(key, value)| (key.clone(), value.clone()))
+                .collect();
             break;
         }
         entries.push(entry);
