@@ -70,6 +70,7 @@ pub async fn serve(config: &Config, with_demo: bool) -> anyhow::Result<()> {
         }
     };
     let secrets = open_vault(config, engine.catalog_store().clone())?;
+    let tls_on = tls.is_some();
     let server = polder_server::start(
         engine,
         ServerOptions {
@@ -93,8 +94,13 @@ pub async fn serve(config: &Config, with_demo: bool) -> anyhow::Result<()> {
         startup_ms = started.elapsed().as_millis() as u64,
         "polder is ready"
     );
+    let (http_scheme, pg_ssl, flight_scheme) = if tls_on {
+        ("https", " \"sslmode=require\"", "grpc+tls")
+    } else {
+        ("http", "", "grpc")
+    };
     eprintln!(
-        "polder is ready in {} ms\n  web/API     http://{}\n  PostgreSQL  psql -h {} -p {} -U admin\n  Flight SQL  grpc://{}",
+        "polder is ready in {} ms\n  web/API     {http_scheme}://{}\n  PostgreSQL  psql -h {} -p {} -U admin{pg_ssl}\n  Flight SQL  {flight_scheme}://{}",
         started.elapsed().as_millis(),
         server.http,
         server.pg.ip(),
