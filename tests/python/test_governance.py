@@ -237,3 +237,24 @@ def test_the_catalog_does_not_count_hidden_rows(polder_secured, governed):
     assert [c["name"] for c in as_ann["customers"]["columns"]] == ["id", "region", "email", "revenue"]
     # An ungoverned table ann may read keeps its figures.
     assert as_ann["orders"]["row_count"] == 4
+
+
+def test_writes_and_history_cannot_be_used_to_read_around_the_rules(polder_secured, governed):
+    # bob holds ALL on customers (granted above); copying the table into itself would read it raw.
+    with pg(polder_secured, "bob") as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="itself"):
+            conn.execute(f"INSERT INTO {governed}.customers SELECT id + 100, 'US', email, revenue FROM {governed}.customers")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="itself"):
+            conn.execute(
+                f"INSERT INTO {governed}.customers SELECT * FROM {governed}.customers VERSION AS OF 1"
+            )
+    # The commit history (operation parameters, row metrics) is for admins on a governed table.
+    with pg(polder_secured, "ann") as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="history"):
+            conn.execute(f"DESCRIBE HISTORY {governed}.customers")
+    # EXPLAIN ANALYZE would run the write it explains: refused for everyone.
+    with pg(polder_secured, "admin") as conn:
+        with pytest.raises(psycopg.Error, match="EXPLAIN ANALYZE"):
+            conn.execute(f"EXPLAIN ANALYZE DELETE FROM {governed}.customers")
+        conn.execute(f"EXPLAIN DELETE FROM {governed}.customers WHERE id = -1")
+        assert conn.execute(f"SELECT count(*) FROM {governed}.customers").fetchone()[0] >= 5

@@ -199,9 +199,30 @@ impl CatalogStore {
         Ok(())
     }
 
-    /// Deletes a user with its tokens and grants.
+    /// Deletes a user with its tokens, grants and attributes. A user named in a row policy or
+    /// a column mask is refused: a later user of the same name would inherit its place there.
     pub async fn delete_user(&self, name: &str) -> Result<()> {
         let mut tx = self.pool.begin().await?;
+        for (rules, list, kind) in [
+            ("polder_row_policies", "applies_to", "row policy"),
+            ("polder_column_masks", "exempt", "column mask"),
+        ] {
+            let rows = sqlx::query(&format!(
+                "SELECT schema_name, table_name, name, {list} FROM {rules}"
+            ))
+            .fetch_all(&mut *tx)
+            .await?;
+            for row in &rows {
+                let named: String = row.try_get(3)?;
+                if named.split(',').any(|entry| entry.trim() == name) {
+                    let (schema, table, rule): (String, String, String) =
+                        (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+                    return Err(CatalogError::InUse(format!(
+                        "user '{name}' is named in {kind} '{rule}' on {schema}.{table}; drop or recreate it without the user first"
+                    )));
+                }
+            }
+        }
         let deleted = sqlx::query("DELETE FROM polder_users WHERE name = $1")
             .bind(name)
             .execute(&mut *tx)

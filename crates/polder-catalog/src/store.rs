@@ -55,6 +55,9 @@ pub enum CatalogError {
     /// A row policy, column mask or secret whose name (or column) is taken.
     #[error("{kind} '{name}' already exists")]
     ObjectExists { kind: &'static str, name: String },
+    /// Something still refers to what a statement would remove.
+    #[error("{0}")]
+    InUse(String),
     /// A name that cannot be used (for a secret, say).
     #[error("{0}")]
     InvalidName(String),
@@ -79,6 +82,7 @@ impl HasErrorKind for CatalogError {
             | CatalogError::TableExists { .. }
             | CatalogError::UserExists(_)
             | CatalogError::ObjectExists { .. } => ErrorKind::AlreadyExists,
+            CatalogError::InUse(_) => ErrorKind::Conflict,
             CatalogError::SchemaNotEmpty { .. }
             | CatalogError::WrongKind { .. }
             | CatalogError::InvalidName(_)

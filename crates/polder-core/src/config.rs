@@ -543,12 +543,16 @@ impl Config {
             || catalog_url.starts_with("postgres://")
             || catalog_url.starts_with("postgresql://"))
         {
+            // A value read through a reference may be a bare password put in the wrong file:
+            // name the reference, never the value.
+            let shown = if crate::secret::is_reference(&get("catalog")) {
+                format!("the value of {}", get("catalog"))
+            } else {
+                format!("'{}'", mask_url_password(&catalog_url))
+            };
             return Err(invalid(
                 "catalog",
-                format!(
-                    "'{}' is neither sqlite://path nor postgres://...",
-                    mask_url_password(&catalog_url)
-                ),
+                format!("{shown} is neither sqlite://path nor postgres://..."),
             ));
         }
         let lake_url = get("lake");

@@ -51,12 +51,12 @@ pub fn mask_url_password(url: &str) -> String {
     };
     let authority_start = scheme_end + 3;
     let rest = &url[authority_start..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    let Some(at) = authority.rfind('@') else {
+    // The last `@` ends the user info even when the password holds `/`, `?` or `#`: masking
+    // too much is better than printing a password.
+    let Some(at) = rest.rfind('@') else {
         return url.to_string();
     };
-    let userinfo = &authority[..at];
+    let userinfo = &rest[..at];
     let Some(colon) = userinfo.find(':') else {
         return url.to_string();
     };
@@ -351,6 +351,10 @@ mod tests {
         assert_eq!(
             mask_url_password("postgres://u:p@ss@host/db?x=1"),
             "postgres://u:****@host/db?x=1"
+        );
+        assert_eq!(
+            mask_url_password("postgres://u:pa/ss#x?y@host/db"),
+            "postgres://u:****@host/db"
         );
     }
 }

@@ -35,6 +35,8 @@ pub struct Access {
     /// The engine audits the statement as a whole (DDL, DML, grants), refusals included, so a
     /// refused table needs no entry of its own.
     pub statement_audited: bool,
+    /// The statement also reads its write target (`INSERT INTO t SELECT ... FROM t`).
+    pub reads_write_target: bool,
 }
 
 impl Access {
@@ -44,6 +46,7 @@ impl Access {
             principal,
             write_target: None,
             statement_audited: false,
+            reads_write_target: false,
         }
     }
 }
@@ -260,6 +263,10 @@ pub(crate) fn authorize_statement(statement: &DFStatement) -> Result<Option<Acce
         return Ok(None);
     };
     check_may_run_sql()?;
+    if let DFStatement::Explain(explain) = statement {
+        // EXPLAIN ANALYZE runs what it explains: it needs that statement's rights.
+        return authorize_statement(&explain.statement);
+    }
     let mut access = (*current).clone();
     let DFStatement::Statement(ast) = statement else {
         return Ok(Some(access));
@@ -271,6 +278,23 @@ pub(crate) fn authorize_statement(statement: &DFStatement) -> Result<Option<Acce
                 _ => None,
             };
             access.write_target = write_target(name, Privilege::Insert)?;
+            if let (Some((schema, table, _)), Some(source)) = (&access.write_target, &insert.source)
+            {
+                let mut reads_target = false;
+                let _ = datafusion::sql::sqlparser::ast::visit_relations(source, |relation| {
+                    // Time travel names (`t@v3`, after rewriting) read the same table.
+                    let read = crate::engine::object_name_to_reference(relation).ok();
+                    if let Some(read) = read {
+                        let read_schema = read.schema().unwrap_or(polder_core::DEFAULT_SCHEMA);
+                        let read_table = read.table().split('@').next().unwrap_or_default();
+                        if read_schema == schema && read_table == table {
+                            reads_target = true;
+                        }
+                    }
+                    std::ops::ControlFlow::<()>::Continue(())
+                });
+                access.reads_write_target = reads_target;
+            }
         }
         Statement::Update(update) => {
             access.write_target =

@@ -278,7 +278,13 @@ impl CatalogState {
         // Row policies and column masks: every path that reads a table comes through here.
         let security = self.security();
         match (&access, security.rules_of(schema, base)) {
-            (Some(access), Some(rules)) if !is_history && !access.reader.is_admin() => {
+            (Some(access), Some(_)) if is_history && !access.reader.is_admin() => {
+                // Commit parameters and metrics would tell about hidden rows.
+                Err(EngineError::PermissionDenied(format!(
+                    "the history of {schema}.{base} is for admins: it has row policies or column masks"
+                )))
+            }
+            (Some(access), Some(rules)) if !access.reader.is_admin() => {
                 let session = self.session_state()?;
                 crate::governance::govern(
                     provider, schema, base, rules, access, &security, &session,

@@ -194,6 +194,9 @@ impl Engine {
         };
         let statements = DFParser::parse_sql_with_dialect(&sql, &PolderDialect::default())
             .map_err(|e| EngineError::Syntax(crate::error::datafusion_message(&e)))?;
+        for statement in &statements {
+            refuse_explain_analyze_of_writes(statement)?;
+        }
         Ok(statements.into_iter().collect())
     }
 
@@ -639,8 +642,11 @@ impl Engine {
     /// PostgreSQL wire). Returns `None` when nothing needed rewriting or the SQL does not parse
     /// in Polder's dialect (the client path then reports its own error).
     pub async fn rewrite_sql(&self, sql: &str) -> Result<Option<String>> {
-        let Ok(statements) = self.parse(sql) else {
-            return Ok(None);
+        let statements = match self.parse(sql) {
+            Ok(statements) => statements,
+            // Refused on purpose, not a syntax the client library may know better.
+            Err(refused @ EngineError::Unsupported(_)) => return Err(refused),
+            Err(_) => return Ok(None),
         };
         let mut changed = rewrite_shorthands(sql)?.is_some();
         let mut texts = Vec::with_capacity(statements.len());
@@ -678,6 +684,25 @@ impl Engine {
                 | Statement::Rollback { .. }
         )
     }
+}
+
+/// `EXPLAIN ANALYZE` runs the statement it explains; for a write that would be a write that
+/// bypasses the write path's checks and audit, so it is refused (plain `EXPLAIN` is fine).
+fn refuse_explain_analyze_of_writes(statement: &DFStatement) -> Result<()> {
+    let DFStatement::Explain(explain) = statement else {
+        return Ok(());
+    };
+    let is_write = matches!(
+        explain.statement.as_ref(),
+        DFStatement::Statement(inner) if Engine::is_engine_statement(inner)
+    ) || matches!(explain.statement.as_ref(), DFStatement::CopyTo(_));
+    if explain.options.analyze && is_write {
+        return Err(EngineError::Unsupported(
+            "EXPLAIN ANALYZE of a statement that changes something (it would run it); use EXPLAIN"
+                .to_string(),
+        ));
+    }
+    Ok(())
 }
 
 pub(crate) fn normalize_ident(ident: &Ident) -> String {

@@ -66,9 +66,16 @@ pub(crate) fn govern(
         && target_table == table
     {
         // INSERT adds rows and shows none; changing or deleting rows would reach rows the
-        // policies hide, so those writes are for admins only.
-        if *privilege == Privilege::Insert {
+        // policies hide, so those writes are for admins only. An INSERT that also reads the
+        // table would read it raw through the same provider: refused too.
+        if *privilege == Privilege::Insert && !access.reads_write_target {
             return Ok(provider);
+        }
+        if *privilege == Privilege::Insert {
+            return Err(EngineError::PermissionDenied(format!(
+                "user '{}' ({}) may not insert into {schema}.{table} rows selected from {schema}.{table} itself: it has row policies or column masks",
+                reader.user, reader.role
+            )));
         }
         return Err(EngineError::PermissionDenied(format!(
             "user '{}' ({}) may not update, delete or merge rows of {schema}.{table}: it has row policies or column masks, so only admins change its rows",

@@ -46,8 +46,10 @@ pub enum WireType {
     },
     /// Unconstrained `numeric`: no fixed scale, read as a double.
     NumericAsDouble,
-    /// text, varchar, bpchar, name, json, and anything cast to text.
+    /// text, varchar, bpchar, name, json.
     Text,
+    /// Any other type (arrays, intervals, enums, ...), selected as `::text`.
+    TextCast,
     /// jsonb (a version byte, then text).
     Jsonb,
     Uuid,
@@ -78,7 +80,9 @@ impl PgColumn {
             WireType::Float4 => DataType::Float32,
             WireType::Float8 | WireType::NumericAsDouble => DataType::Float64,
             WireType::Numeric { precision, scale } => DataType::Decimal128(precision, scale),
-            WireType::Text | WireType::Jsonb | WireType::Uuid => DataType::Utf8,
+            WireType::Text | WireType::TextCast | WireType::Jsonb | WireType::Uuid => {
+                DataType::Utf8
+            }
             WireType::Bytea => DataType::Binary,
             WireType::Date => DataType::Date32,
             WireType::Time => DataType::Time64(TimeUnit::Microsecond),
@@ -87,14 +91,10 @@ impl PgColumn {
         }
     }
 
-    /// The column in the SELECT that feeds COPY: cast to text when read as text but not text.
+    /// The column in the SELECT that feeds COPY (cast to text when read as its text form).
     fn select_expr(&self) -> String {
         let quoted = quote_ident(&self.name);
-        let is_text_type = matches!(
-            self.pg_type.split('(').next().unwrap_or_default(),
-            "text" | "character varying" | "character" | "name" | "json"
-        );
-        if self.wire == WireType::Text && !is_text_type {
+        if self.wire == WireType::TextCast {
             format!("{quoted}::text")
         } else {
             quoted
@@ -144,7 +144,8 @@ fn wire_type(base: &str, precision: Option<i32>, scale: Option<i32>) -> WireType
         "time" => WireType::Time,
         "timestamp" => WireType::Timestamp,
         "timestamptz" => WireType::TimestampTz,
-        _ => WireType::Text,
+        "text" | "varchar" | "bpchar" | "name" | "json" => WireType::Text,
+        _ => WireType::TextCast,
     }
 }
 
@@ -277,7 +278,7 @@ fn builder_for(column: &PgColumn, capacity: usize) -> Box<dyn ArrayBuilder> {
                 .with_precision_and_scale(precision, scale)
                 .expect("precision and scale checked in wire_type"),
         ),
-        WireType::Text | WireType::Jsonb | WireType::Uuid => {
+        WireType::Text | WireType::TextCast | WireType::Jsonb | WireType::Uuid => {
             Box::new(StringBuilder::with_capacity(capacity, capacity * 16))
         }
         WireType::Bytea => Box::new(BinaryBuilder::with_capacity(capacity, capacity * 16)),
@@ -484,13 +485,13 @@ fn append(
                 Some(Some(v)) => builder.append_value(v),
             }
         }
-        WireType::Text | WireType::Jsonb => {
+        WireType::Text | WireType::TextCast | WireType::Jsonb => {
             let builder = downcast::<StringBuilder>(builder);
             match value {
                 None => builder.append_null(),
                 Some(bytes) => {
                     let text = match (column.wire, bytes.split_first()) {
-                        (WireType::Text, _) => bytes,
+                        (WireType::Text | WireType::TextCast, _) => bytes,
                         (_, Some((1, text))) => text,
                         _ => return Err("unknown jsonb version".to_string()),
                     };
@@ -516,14 +517,22 @@ fn append(
                 Some(bytes) => builder.append_value(bytes),
             }
         }
-        WireType::Date => put!(Date32Builder, |b: &[u8]| fixed::<4>(b)
-            .map(|v| i32::from_be_bytes(v).saturating_add(PG_EPOCH_DAYS))),
+        WireType::Date => {
+            let builder = downcast::<Date32Builder>(builder);
+            match value.map(fixed::<4>).transpose()?.map(i32::from_be_bytes) {
+                // ±infinity has no date: NULL rather than a made-up day.
+                None | Some(i32::MAX | i32::MIN) => builder.append_null(),
+                Some(days) => builder.append_value(days.saturating_add(PG_EPOCH_DAYS)),
+            }
+        }
         WireType::Time => put!(Time64MicrosecondBuilder, |b: &[u8]| fixed::<8>(b)
             .map(i64::from_be_bytes)),
         WireType::Timestamp | WireType::TimestampTz => {
-            put!(TimestampMicrosecondBuilder, |b: &[u8]| fixed::<8>(b).map(
-                |v| i64::from_be_bytes(v).saturating_add(PG_EPOCH_MICROS)
-            ))
+            let builder = downcast::<TimestampMicrosecondBuilder>(builder);
+            match value.map(fixed::<8>).transpose()?.map(i64::from_be_bytes) {
+                None | Some(i64::MAX | i64::MIN) => builder.append_null(),
+                Some(micros) => builder.append_value(micros.saturating_add(PG_EPOCH_MICROS)),
+            }
         }
     }
     Ok(())
@@ -535,6 +544,7 @@ struct PgNumeric {
     weight: i16,
     negative: bool,
     nan: bool,
+    infinite: bool,
     digits: Vec<i16>,
 }
 
@@ -553,9 +563,10 @@ fn parse_numeric(bytes: &[u8]) -> std::result::Result<PgNumeric, String> {
         .collect();
     Ok(PgNumeric {
         weight,
-        negative: sign == 0x4000,
+        negative: sign == 0x4000 || sign == 0xF000,
         // NaN and the infinities (PostgreSQL 14+) have no digits to read.
-        nan: sign == 0xC000 || sign == 0xD000 || sign == 0xF000,
+        nan: sign == 0xC000,
+        infinite: sign == 0xD000 || sign == 0xF000,
         digits,
     })
 }
@@ -563,7 +574,7 @@ fn parse_numeric(bytes: &[u8]) -> std::result::Result<PgNumeric, String> {
 /// The value times 10^scale as an integer, `None` for NaN / infinity.
 fn numeric_to_i128(bytes: &[u8], scale: i8) -> std::result::Result<Option<i128>, String> {
     let numeric = parse_numeric(bytes)?;
-    if numeric.nan {
+    if numeric.nan || numeric.infinite {
         return Ok(None);
     }
     // Digit i is worth 10000^(weight - i); scaled by 10^scale.
@@ -592,6 +603,13 @@ fn numeric_to_f64(bytes: &[u8]) -> std::result::Result<f64, String> {
     let numeric = parse_numeric(bytes)?;
     if numeric.nan {
         return Ok(f64::NAN);
+    }
+    if numeric.infinite {
+        return Ok(if numeric.negative {
+            f64::NEG_INFINITY
+        } else {
+            f64::INFINITY
+        });
     }
     let mut value = 0f64;
     for (i, digit) in numeric.digits.iter().enumerate() {
@@ -653,7 +671,8 @@ mod tests {
             }
         );
         assert_eq!(wires[8], WireType::NumericAsDouble);
-        assert_eq!(wires[18], WireType::Text, "interval is read as text");
+        assert_eq!(wires[18], WireType::TextCast, "interval is read as text");
+        assert_eq!(wires[19], WireType::TextCast, "arrays are read as text");
         assert!(!columns[0].nullable && columns[1].nullable);
 
         let from = format!("{}.{}", quote_ident(&schema), quote_ident("mixed"));
@@ -727,6 +746,35 @@ mod tests {
         }
         let total: usize = batches.iter().map(|b| b.num_rows()).sum();
         assert_eq!(total, 2500);
+
+        // Bounded-text arrays are read as their text, infinities do not become real values.
+        client
+            .batch_execute(&format!(
+                "CREATE TABLE {schema}.edge (labels varchar(20)[], born date, seen timestamp, loose numeric);
+                 INSERT INTO {schema}.edge VALUES ('{{a,b}}', 'infinity', '-infinity', '-Infinity');"
+            ))
+            .await
+            .unwrap();
+        let edge_columns = discover_table(&client, &schema, "edge").await.unwrap();
+        let edge_from = format!("{}.{}", quote_ident(&schema), quote_ident("edge"));
+        let edge: Vec<RecordBatch> = read_arrow(&client, &edge_columns, &edge_from, None, 10)
+            .await
+            .unwrap()
+            .map(|b| b.unwrap())
+            .collect()
+            .await;
+        let edge = &edge[0];
+        let labels = edge
+            .column(0)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap();
+        assert_eq!(labels.value(0), "{a,b}");
+        assert!(edge.column(1).is_null(0) && edge.column(2).is_null(0));
+        assert_eq!(
+            edge.column(3).as_primitive::<Float64Type>().value(0),
+            f64::NEG_INFINITY
+        );
 
         // A source error is a clear error naming the table.
         let err = discover_table(&client, &schema, "missing")

@@ -76,6 +76,8 @@ pub(crate) struct PolderFlightSql {
 /// How long a plan waits for its DoGet, and how many may wait at once.
 const PLAN_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 const MAX_PLANNED: usize = 1024;
+/// Plans one user may have waiting (a plan can hold in-memory tables alive).
+const MAX_PLANNED_PER_USER: usize = 16;
 
 /// Plans made by GetFlightInfo, each taken once by the DoGet of its ticket, so that a query is
 /// planned (and its tables' Delta logs refreshed) once instead of twice. The ticket's SQL stays
@@ -87,43 +89,62 @@ struct PlannedQueries {
 
 struct PlannedQuery {
     plan: LogicalPlan,
+    /// The SQL it was planned from: what the history records, whatever the ticket says.
+    sql: String,
     /// Only the user who planned it may run it.
     user: String,
     at: std::time::Instant,
 }
 
 impl PlannedQueries {
-    fn keep(&self, plan: LogicalPlan) -> String {
+    fn keep(&self, plan: LogicalPlan, sql: &str) -> String {
         let id = uuid::Uuid::new_v4().simple().to_string();
+        let user = polder_engine::access::current_principal().user;
         let mut plans = self.plans.lock().expect("planned queries lock");
         plans.retain(|_, planned| planned.at.elapsed() < PLAN_TTL);
-        if plans.len() >= MAX_PLANNED
-            && let Some(oldest) = plans
+        let oldest_of = |plans: &HashMap<String, PlannedQuery>, only: Option<&str>| {
+            plans
                 .iter()
+                .filter(|(_, planned)| only.is_none_or(|user| planned.user == user))
                 .min_by_key(|(_, planned)| planned.at)
                 .map(|(id, _)| id.clone())
-        {
-            plans.remove(&oldest);
+        };
+        let mine = plans
+            .values()
+            .filter(|planned| planned.user == user)
+            .count();
+        let evict = if mine >= MAX_PLANNED_PER_USER {
+            oldest_of(&plans, Some(&user))
+        } else if plans.len() >= MAX_PLANNED {
+            oldest_of(&plans, None)
+        } else {
+            None
+        };
+        if let Some(evicted) = evict {
+            plans.remove(&evicted);
         }
         plans.insert(
             id.clone(),
             PlannedQuery {
                 plan,
-                user: polder_engine::access::current_principal().user,
+                sql: sql.to_string(),
+                user,
                 at: std::time::Instant::now(),
             },
         );
         id
     }
 
-    fn take(&self, id: &str) -> Option<LogicalPlan> {
+    /// The plan and its SQL, once, for the user who planned it.
+    fn take(&self, id: &str) -> Option<(LogicalPlan, String)> {
         let planned = self
             .plans
             .lock()
             .expect("planned queries lock")
             .remove(id)?;
         let caller = polder_engine::access::current_principal().user;
-        (planned.user == caller && planned.at.elapsed() < PLAN_TTL).then_some(planned.plan)
+        (planned.user == caller && planned.at.elapsed() < PLAN_TTL)
+            .then_some((planned.plan, planned.sql))
     }
 }
 
@@ -259,7 +280,7 @@ impl PolderFlightSql {
         let ticket = TicketBody::Query {
             sql: sql.to_string(),
             params: params.map(|p| p.iter().map(scalar_to_json).collect()),
-            plan_id: Some(self.planned.keep(plan)),
+            plan_id: Some(self.planned.keep(plan, sql)),
         };
         self.flight_info(&schema, &ticket, descriptor)
     }
@@ -321,10 +342,14 @@ impl PolderFlightSql {
         params: Option<Vec<ScalarValue>>,
         plan_id: Option<&str>,
     ) -> Result<DoGetStream, Status> {
-        let run = StatementRun::start(&self.engine, Interface::FlightSql, sql);
         let kept = plan_id.and_then(|id| self.planned.take(id));
+        // The history records what was planned, not what a (client-built) ticket claims.
+        let recorded = kept
+            .as_ref()
+            .map_or(sql, |(_, planned_sql)| planned_sql.as_str());
+        let run = StatementRun::start(&self.engine, Interface::FlightSql, recorded);
         let planned = async {
-            if let Some(plan) = kept {
+            if let Some((plan, _)) = kept {
                 return Ok(plan);
             }
             self.engine.sync().await.map_err(status)?;
@@ -912,15 +937,54 @@ mod tests {
         let planned = PlannedQueries::default();
         let ann = Principal::new("ann", Role::Analyst, "test");
         let bob = Principal::new("bob", Role::Analyst, "test");
-        let id = run_as(ann.clone(), async { planned.keep(empty_plan()) }).await;
+        let id = run_as(ann.clone(), async {
+            planned.keep(empty_plan(), "SELECT 1")
+        })
+        .await;
         // Someone else's ticket does not carry the plan (that DoGet plans again, as its user).
-        assert!(run_as(bob, async { planned.take(&id) }).await.is_none());
-        let id = run_as(ann.clone(), async { planned.keep(empty_plan()) }).await;
+        assert!(
+            run_as(bob.clone(), async { planned.take(&id) })
+                .await
+                .is_none()
+        );
+        let id = run_as(ann.clone(), async {
+            planned.keep(empty_plan(), "SELECT 1")
+        })
+        .await;
+        let (_, sql) = run_as(ann.clone(), async { planned.take(&id) })
+            .await
+            .unwrap();
+        assert_eq!(sql, "SELECT 1");
         assert!(
             run_as(ann.clone(), async { planned.take(&id) })
                 .await
+                .is_none()
+        );
+        // One user cannot fill the cache: its oldest plans make room for its new ones.
+        let ids: Vec<String> = run_as(ann.clone(), async {
+            (0..MAX_PLANNED_PER_USER + 4)
+                .map(|_| planned.keep(empty_plan(), "SELECT 2"))
+                .collect()
+        })
+        .await;
+        let bobs = run_as(bob.clone(), async {
+            planned.keep(empty_plan(), "SELECT 3")
+        })
+        .await;
+        assert_eq!(
+            planned.plans.lock().unwrap().len(),
+            MAX_PLANNED_PER_USER + 1
+        );
+        assert!(
+            run_as(ann.clone(), async { planned.take(&ids[0]) })
+                .await
+                .is_none()
+        );
+        assert!(
+            run_as(ann, async { planned.take(ids.last().unwrap()) })
+                .await
                 .is_some()
         );
-        assert!(run_as(ann, async { planned.take(&id) }).await.is_none());
+        assert!(run_as(bob, async { planned.take(&bobs) }).await.is_some());
     }
 }

@@ -237,6 +237,20 @@ async fn exercise_governance(store: &CatalogStore) {
         store.generation().await.unwrap() > generation,
         "policies change what readers see"
     );
+    // A user named in a policy is not deleted (a new user of that name would inherit it).
+    let bob = UserRecord {
+        name: "bob".to_string(),
+        role: "analyst".to_string(),
+        password_hash: "h".to_string(),
+        scram_salt: "s".to_string(),
+        scram_salted: "k".to_string(),
+        disabled: false,
+        created_at: 1,
+    };
+    store.create_user(&bob).await.unwrap();
+    let err = store.delete_user("bob").await.unwrap_err();
+    assert!(matches!(err, CatalogError::InUse(_)), "{err}");
+    assert!(err.to_string().contains("by_region"), "{err}");
     assert!(matches!(
         store.create_row_policy(&policy).await,
         Err(CatalogError::ObjectExists { .. })
@@ -278,6 +292,7 @@ async fn exercise_governance(store: &CatalogStore) {
     store.drop_table("crm", "customers", None).await.unwrap();
     assert!(store.list_row_policies().await.unwrap().is_empty());
     assert!(store.list_column_masks().await.unwrap().is_empty());
+    store.delete_user("bob").await.unwrap();
 
     let user = UserRecord {
         name: "attr_user".to_string(),
