@@ -286,7 +286,12 @@ impl CatalogStore {
                 } else {
                     format!("{url}?mode=rwc")
                 };
-                (Backend::Sqlite, connect_url, 4)
+                // One connection: SQLite has one writer at a time, and a deferred transaction
+                // that read before another connection committed cannot write at all
+                // ("database is locked", not retried by the busy timeout). Query history and
+                // audit rows are written in the background, so that race was common with
+                // several connections; in-process, serializing costs little.
+                (Backend::Sqlite, connect_url, 1)
             } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
                 (Backend::Postgres, url.to_string(), 8)
             } else {
