@@ -355,16 +355,10 @@ impl CatalogState {
 
     async fn view_provider(&self, entry: &TableEntry) -> Result<Arc<dyn TableProvider>> {
         let definition = entry.definition.clone().unwrap_or_default();
-        let session = self
-            .session
-            .read()
-            .expect("session lock")
-            .upgrade()
-            .ok_or_else(|| EngineError::InvalidInput("the engine is shutting down".to_string()))?;
+        let state = self.session_state()?;
         // The definition is planned with its owner's rights, not the reader's.
         let reader = access::current().map(|access| access.reader.clone());
         let owner = self.security().owner_access(entry.owner.as_deref(), reader);
-        let state = session.state();
         let plan = access::run_with(owner, state.create_logical_plan(&definition))
             .await
             .map_err(|e| {

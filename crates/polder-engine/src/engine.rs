@@ -188,16 +188,20 @@ impl Engine {
 
     /// Parses SQL in Polder's dialect (PostgreSQL plus time travel and `DESCRIBE HISTORY`).
     pub fn parse(&self, sql: &str) -> Result<Vec<DFStatement>> {
-        let sql = match rewrite_shorthands(sql)? {
-            Some(rewritten) => rewritten,
-            None => sql.to_string(),
-        };
-        let statements = DFParser::parse_sql_with_dialect(&sql, &PolderDialect::default())
+        Ok(self.parse_with_shorthands(sql)?.0)
+    }
+
+    /// [`Engine::parse`], and whether Polder's shorthands (`DESCRIBE HISTORY`, `SHOW GRANTS`,
+    /// column masks) were rewritten on the way.
+    fn parse_with_shorthands(&self, sql: &str) -> Result<(Vec<DFStatement>, bool)> {
+        let rewritten = rewrite_shorthands(sql)?;
+        let text = rewritten.as_deref().unwrap_or(sql);
+        let statements = DFParser::parse_sql_with_dialect(text, &PolderDialect::default())
             .map_err(|e| EngineError::Syntax(crate::error::datafusion_message(&e)))?;
         for statement in &statements {
             refuse_explain_analyze_of_writes(statement)?;
         }
-        Ok(statements.into_iter().collect())
+        Ok((statements.into_iter().collect(), rewritten.is_some()))
     }
 
     /// Runs every statement of `sql` in order and returns each result; the first failure stops
@@ -214,24 +218,11 @@ impl Engine {
 
     /// Runs one parsed statement, as the principal of [`access::run_as`] when one is set.
     pub async fn execute(&self, statement: DFStatement) -> Result<StatementOutput> {
-        let audited = crate::audit::audited_action(&statement);
-        let text = audited.map(|_| statement.to_string());
-        let result = match access::authorize_statement(&statement) {
-            Ok(Some(mut rights)) => {
-                rights.statement_audited = audited.is_some();
-                access::run_with(rights, self.execute_authorized(statement)).await
-            }
-            Ok(None) => self.execute_authorized(statement).await,
-            Err(denied) => Err(denied),
-        };
-        if let (Some(action), Some(text)) = (audited, text) {
-            crate::audit::record(&self.catalog.store, action, &text, result.as_ref().err()).await;
-        }
-        result
+        self.execute_with_params(statement, None).await
     }
 
-    /// Runs one statement with parameter values (a prepared statement): authorized and audited
-    /// like [`Engine::execute`], planned with the parameters bound.
+    /// Runs one statement with parameter values (a prepared statement), authorized and
+    /// audited like any other; without parameters it is [`Engine::execute`].
     pub async fn execute_with_params(
         &self,
         statement: DFStatement,
@@ -241,12 +232,14 @@ impl Engine {
         let text = audited.map(|_| statement.to_string());
         let rights = access::authorize_statement(&statement);
         let work = async {
-            let plan = self.plan_authorized(statement).await?;
-            let plan = match params {
-                Some(values) => plan.replace_params_with_values(values)?,
-                None => plan,
-            };
-            self.execute_plan(plan).await
+            match params {
+                None => self.execute_authorized(statement).await,
+                Some(values) => {
+                    let plan = self.plan_authorized(statement).await?;
+                    self.execute_plan(plan.replace_params_with_values(values)?)
+                        .await
+                }
+            }
         };
         let result = match rights {
             Ok(Some(mut rights)) => {
@@ -260,27 +253,6 @@ impl Engine {
             crate::audit::record(&self.catalog.store, action, &text, result.as_ref().err()).await;
         }
         result
-    }
-
-    /// Runs `work` (a client library planning `sql`, say) with the rights `sql`'s first
-    /// statement runs with: its write target set, refused at once when the role may not run
-    /// it. SQL that does not parse runs `work` as it is, which reports the syntax error.
-    pub async fn with_rights_of<F: std::future::Future>(
-        &self,
-        sql: &str,
-        work: F,
-    ) -> Result<F::Output> {
-        let Ok(statements) = self.parse(sql) else {
-            return Ok(work.await);
-        };
-        match statements
-            .first()
-            .map(access::authorize_statement)
-            .transpose()?
-        {
-            Some(Some(rights)) => Ok(access::run_with(rights, work).await),
-            _ => Ok(work.await),
-        }
     }
 
     async fn execute_authorized(&self, statement: DFStatement) -> Result<StatementOutput> {
@@ -638,17 +610,27 @@ impl Engine {
         Ok(nanos.value(0).div_euclid(1_000_000))
     }
 
-    /// Rewrites Polder's SQL extensions for a client path that parses SQL itself (the
-    /// PostgreSQL wire). Returns `None` when nothing needed rewriting or the SQL does not parse
-    /// in Polder's dialect (the client path then reports its own error).
-    pub async fn rewrite_sql(&self, sql: &str) -> Result<Option<String>> {
-        let statements = match self.parse(sql) {
-            Ok(statements) => statements,
+    /// Prepares SQL for a client path that parses and plans it itself (the PostgreSQL wire):
+    /// Polder's extensions rewritten, and the rights its first statement runs with. SQL that
+    /// does not parse in Polder's dialect is passed on unchanged (the client path then reports
+    /// its own error).
+    pub async fn rewrite_sql(&self, sql: &str) -> Result<PreparedSql> {
+        let (statements, mut changed) = match self.parse_with_shorthands(sql) {
+            Ok(parsed) => parsed,
             // Refused on purpose, not a syntax the client library may know better.
             Err(refused @ EngineError::Unsupported(_)) => return Err(refused),
-            Err(_) => return Ok(None),
+            Err(_) => {
+                return Ok(PreparedSql {
+                    rewritten: None,
+                    rights: Ok(None),
+                });
+            }
         };
-        let mut changed = rewrite_shorthands(sql)?.is_some();
+        let rights = statements
+            .first()
+            .map(access::authorize_statement)
+            .transpose()
+            .map(Option::flatten);
         let mut texts = Vec::with_capacity(statements.len());
         for statement in statements {
             let before = statement.to_string();
@@ -656,7 +638,10 @@ impl Engine {
             changed |= before != after;
             texts.push(after);
         }
-        Ok(changed.then(|| texts.join(";\n")))
+        Ok(PreparedSql {
+            rewritten: changed.then(|| texts.join(";\n")),
+            rights,
+        })
     }
 
     /// Whether `statement` must be run by [`Engine::execute`] rather than by DataFusion alone
@@ -683,6 +668,30 @@ impl Engine {
                 | Statement::Commit { .. }
                 | Statement::Rollback { .. }
         )
+    }
+}
+
+/// SQL made ready for a client path that plans it itself ([`Engine::rewrite_sql`]).
+pub struct PreparedSql {
+    /// The SQL to hand on when Polder's extensions changed it.
+    pub rewritten: Option<String>,
+    /// The rights the first statement runs with (its write target set), or its refusal.
+    rights: Result<Option<access::Access>>,
+}
+
+impl PreparedSql {
+    /// The SQL to plan: the rewritten text, or `original` when nothing changed.
+    pub fn sql<'a>(&'a self, original: &'a str) -> &'a str {
+        self.rewritten.as_deref().unwrap_or(original)
+    }
+
+    /// Runs `work` (the client library planning the SQL) with the statement's rights; refused
+    /// at once when the role may not run it.
+    pub async fn run_with_rights<F: std::future::Future>(self, work: F) -> Result<F::Output> {
+        match self.rights? {
+            Some(rights) => Ok(access::run_with(rights, work).await),
+            None => Ok(work.await),
+        }
     }
 }
 

@@ -27,7 +27,7 @@ mod write;
 
 pub use describe::{CatalogDescription, ColumnDescription, SchemaDescription, TableDescription};
 pub use dialect::PolderDialect;
-pub use engine::{CommandOutcome, Engine, StatementOutput};
+pub use engine::{CommandOutcome, Engine, PreparedSql, StatementOutput};
 pub use error::{EngineError, Result, classify, datafusion_message};
 pub use query_log::{QueryLog, QueryTracker};
 pub use write::{CommitTag, WriteMode, WriteOutcome};

@@ -117,14 +117,6 @@ impl StatementRun {
         }
     }
 
-    /// Time since the statement started.
-    pub fn elapsed(&self) -> Duration {
-        self.tracker
-            .as_ref()
-            .map(|t| t.elapsed())
-            .unwrap_or_default()
-    }
-
     /// Finished: `rows` sent or changed, when known.
     pub fn ok(mut self, rows: Option<u64>) {
         if let Some(tracker) = self.tracker.take() {

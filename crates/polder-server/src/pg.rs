@@ -44,7 +44,7 @@ use datafusion_postgres::{DfSessionService, Parser};
 use futures::Sink;
 use polder_core::Principal;
 use polder_engine::access;
-use polder_engine::{Engine, EngineError, StatementOutput};
+use polder_engine::{Engine, EngineError, PreparedSql, StatementOutput};
 
 use crate::auth::{AuthError, Authenticator};
 use tokio::net::TcpListener;
@@ -394,7 +394,7 @@ struct PolderQueryHandler {
 }
 
 /// Syncs the catalog view and rewrites Polder's extensions; errors become SQLSTATE errors.
-async fn prepare_sql(engine: &Engine, sql: &str) -> PgWireResult<Option<String>> {
+async fn prepare_sql(engine: &Engine, sql: &str) -> PgWireResult<PreparedSql> {
     engine.sync().await.map_err(engine_error)?;
     engine.rewrite_sql(sql).await.map_err(engine_error)
 }
@@ -430,14 +430,14 @@ impl PolderQueryHandler {
             run.finish(&result, None, error_kind);
             return result.map(|response| vec![response]);
         }
-        let rewritten = match prepare_sql(&self.engine, query).await {
-            Ok(rewritten) => rewritten,
+        let prepared = match prepare_sql(&self.engine, query).await {
+            Ok(prepared) => prepared,
             Err(err) => {
                 run.failed(error_kind(&err), &err.to_string());
                 return Err(err);
             }
         };
-        let sql = rewritten.as_deref().unwrap_or(query);
+        let sql = prepared.sql(query);
         let result = SimpleQueryHandler::do_query(self.inner.as_ref(), client, sql).await;
         run.finish(&result, None, error_kind);
         result
@@ -503,12 +503,12 @@ impl QueryParser for PolderQueryParser {
     {
         let principal = self.principals.of(client).await?;
         let parsed = as_principal(principal.clone(), async {
-            let rewritten = prepare_sql(&self.engine, sql).await?;
-            let text = rewritten.as_deref().unwrap_or(sql);
+            let prepared = prepare_sql(&self.engine, sql).await?;
+            let text = prepared.sql(sql).to_string();
             // Planned here already: with the rights it will run with (a write's target needs
             // the write privilege, not just SELECT).
-            self.engine
-                .with_rights_of(text, self.inner.parse_sql(client, text, types))
+            prepared
+                .run_with_rights(self.inner.parse_sql(client, &text, types))
                 .await
                 .map_err(engine_error)?
         })
