@@ -15,4 +15,13 @@ if ! cmp -s tests/python/requirements.txt "$stamp" 2>/dev/null; then
     cp tests/python/requirements.txt "$stamp"
 fi
 command -v psql >/dev/null || { echo "psql (PostgreSQL client) is needed by the tests" >&2; exit 1; }
+command -v mariadb >/dev/null || { echo "mariadb (MariaDB client) is needed by the tests" >&2; exit 1; }
+
+# An Airbyte source connector for the ingestion tests, in a virtualenv of its own (its
+# dependencies are not the test clients'): $POLDER_SOURCE_FAKER.
+faker_venv="$HOME/.cache/polder-airbyte/source-faker"
+if [ ! -x "$faker_venv/bin/source-faker" ]; then
+    python3 -m venv "$faker_venv"
+    "$faker_venv/bin/pip" install --quiet --disable-pip-version-check "airbyte-source-faker==7.2.1"
+fi
 echo "test virtualenv ready: $venv"

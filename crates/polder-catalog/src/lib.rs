@@ -5,12 +5,14 @@
 //! `Any` driver. The catalog never touches table data; the engine joins names to lake tables.
 
 mod governance;
+mod ingest;
 mod security;
 mod store;
 
 pub use governance::{
     ColumnMaskRecord, QueryRecord, RowPolicyRecord, SecretInfo, SecretRecord, SecretVault, now,
 };
+pub use ingest::{ConnectionRecord, JobRecord};
 pub use security::{AuditRecord, GrantRecord, TokenRecord, UserRecord};
 
 pub use store::{

@@ -241,6 +241,7 @@ fn migrator() -> Migrator {
             "governance",
             include_str!("../migrations/0003_governance.sql"),
         ),
+        migration(4, "ingest", include_str!("../migrations/0004_ingest.sql")),
     ];
     Migrator {
         migrations: Cow::Owned(migrations),

@@ -33,6 +33,9 @@ pub enum EngineError {
     /// The user's role or grants do not allow the statement.
     #[error("permission denied: {0}")]
     PermissionDenied(String),
+    /// A concurrent writer got there first; the statement changed nothing.
+    #[error("conflict: {0}")]
+    Conflict(String),
 }
 
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
@@ -45,6 +48,7 @@ impl HasErrorKind for EngineError {
             }
             EngineError::NotFound(_) => ErrorKind::NotFound,
             EngineError::PermissionDenied(_) => ErrorKind::PermissionDenied,
+            EngineError::Conflict(_) => ErrorKind::Conflict,
             EngineError::DataFusion(err) => classify(err).0,
             EngineError::Catalog(err) => err.kind(),
             EngineError::Lake(err) => err.kind(),

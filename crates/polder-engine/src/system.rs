@@ -1,7 +1,8 @@
 //! The `system` schema, read from the catalog store when a statement uses it:
 //! `system.audit`, `system.users`, `system.row_policies` and `system.column_masks` (admins),
 //! `system.grants` (everyone sees the grants that apply to them; admins see all) and
-//! `system.queries` (everyone sees their own statements; admins see all).
+//! `system.queries` (everyone sees their own statements; admins see all), `system.connections`
+//! and `system.jobs` (ingestion; admins and engineers).
 
 use std::sync::Arc;
 
@@ -19,16 +20,20 @@ use crate::access;
 use crate::error::{EngineError, Result};
 
 pub(crate) const SYSTEM_SCHEMA: &str = "system";
-const TABLES: [&str; 6] = [
+const TABLES: [&str; 8] = [
     "audit",
     "column_masks",
+    "connections",
     "grants",
+    "jobs",
     "queries",
     "row_policies",
     "users",
 ];
 /// `system.queries` shows the newest statements; older ones stay in the catalog store.
 const QUERY_ROWS: i64 = 10_000;
+/// `system.jobs` shows the newest runs; older ones stay in the catalog store.
+const JOB_ROWS: i64 = 10_000;
 /// `system.audit` shows the newest entries; older ones stay in the catalog store.
 const AUDIT_ROWS: i64 = 100_000;
 
@@ -254,6 +259,117 @@ impl SystemSchema {
     }
 }
 
+/// Ingestion runs data into the lake: only those who may run it see it.
+fn check_engineer(what: &str) -> Result<()> {
+    match access::current() {
+        Some(access) if !access.principal.is_engineer_or_admin() => {
+            Err(EngineError::PermissionDenied(format!(
+                "user '{}' ({}) may not {what}: that needs the engineer or admin role",
+                access.principal.user, access.principal.role
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn optional_timestamps(values: Vec<Option<i64>>) -> ArrayRef {
+    Arc::new(TimestampMillisecondArray::from(values).with_timezone("UTC"))
+}
+
+fn optional_text(values: impl Iterator<Item = String>) -> ArrayRef {
+    Arc::new(StringArray::from(
+        values
+            .map(|v| (!v.is_empty()).then_some(v))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+impl SystemSchema {
+    async fn connections(&self) -> Result<Arc<dyn TableProvider>> {
+        check_engineer("read system.connections")?;
+        // The configuration is left out: it is the connection API's to show (masked).
+        let rows = self.store.list_connections().await?;
+        batch(
+            vec![
+                Field::new("name", DataType::Utf8, false),
+                Field::new("source_type", DataType::Utf8, false),
+                Field::new("streams", DataType::Utf8, false),
+                Field::new("schedule", DataType::Utf8, true),
+                Field::new("created_by", DataType::Utf8, false),
+                timestamp_field("created_at"),
+                timestamp_field("updated_at"),
+            ],
+            vec![
+                text(rows.iter().map(|c| c.name.clone()).collect()),
+                text(rows.iter().map(|c| c.source_type.clone()).collect()),
+                text(rows.iter().map(|c| c.streams.clone()).collect()),
+                optional_text(rows.iter().map(|c| c.schedule.clone())),
+                text(rows.iter().map(|c| c.created_by.clone()).collect()),
+                timestamps(rows.iter().map(|c| c.created_at).collect()),
+                timestamps(rows.iter().map(|c| c.updated_at).collect()),
+            ],
+        )
+    }
+
+    async fn jobs(&self) -> Result<Arc<dyn TableProvider>> {
+        check_engineer("read system.jobs")?;
+        let rows = self.store.list_jobs(None, JOB_ROWS).await?;
+        let ints = |f: fn(&polder_catalog::JobRecord) -> i64| -> ArrayRef {
+            Arc::new(Int64Array::from(rows.iter().map(f).collect::<Vec<_>>()))
+        };
+        let duration: Vec<Option<i64>> = rows
+            .iter()
+            .map(|j| Some(j.finished_at.unwrap_or_else(polder_catalog::now) - j.started_at?))
+            .collect();
+        batch(
+            vec![
+                Field::new("job_id", DataType::Utf8, false),
+                Field::new("connection", DataType::Utf8, false),
+                Field::new("kind", DataType::Utf8, false),
+                Field::new("trigger", DataType::Utf8, false),
+                Field::new("status", DataType::Utf8, false),
+                Field::new("attempt", DataType::Int64, false),
+                timestamp_field("created_at"),
+                Field::new(
+                    "started_at",
+                    DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+                    true,
+                ),
+                Field::new(
+                    "finished_at",
+                    DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+                    true,
+                ),
+                Field::new("duration_ms", DataType::Int64, true),
+                Field::new("records", DataType::Int64, false),
+                Field::new("bytes", DataType::Int64, false),
+                Field::new("rejects", DataType::Int64, false),
+                Field::new("streams", DataType::Utf8, false),
+                Field::new("error", DataType::Utf8, true),
+                Field::new("log_tail", DataType::Utf8, true),
+            ],
+            vec![
+                text(rows.iter().map(|j| j.id.clone()).collect()),
+                text(rows.iter().map(|j| j.connection.clone()).collect()),
+                text(rows.iter().map(|j| j.kind.clone()).collect()),
+                text(rows.iter().map(|j| j.trigger.clone()).collect()),
+                text(rows.iter().map(|j| j.status.clone()).collect()),
+                ints(|j| j.attempt),
+                timestamps(rows.iter().map(|j| j.created_at).collect()),
+                optional_timestamps(rows.iter().map(|j| j.started_at).collect()),
+                optional_timestamps(rows.iter().map(|j| j.finished_at).collect()),
+                Arc::new(Int64Array::from(duration)),
+                ints(|j| j.records),
+                ints(|j| j.bytes),
+                ints(|j| j.rejects),
+                text(rows.iter().map(|j| j.streams.clone()).collect()),
+                optional_text(rows.iter().map(|j| j.error.clone())),
+                optional_text(rows.iter().map(|j| j.log_tail.clone())),
+            ],
+        )
+    }
+}
+
 #[async_trait]
 impl SchemaProvider for SystemSchema {
     fn table_names(&self) -> Vec<String> {
@@ -268,6 +384,8 @@ impl SchemaProvider for SystemSchema {
             "queries" => self.queries().await,
             "row_policies" => self.row_policies().await,
             "column_masks" => self.column_masks().await,
+            "connections" => self.connections().await,
+            "jobs" => self.jobs().await,
             _ => return Ok(None),
         };
         provider.map(Some).map_err(EngineError::into_datafusion)

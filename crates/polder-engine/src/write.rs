@@ -42,6 +42,35 @@ pub struct CommitTag {
 }
 
 impl CommitTag {
+    /// Refuses a tag that does not follow the application's last committed version: another
+    /// writer got there first (a concurrent or repeated run), and committing would double it.
+    async fn check_follows(
+        &self,
+        table: &polder_lake::deltalake::DeltaTable,
+        location: &str,
+    ) -> Result<()> {
+        let committed = table
+            .snapshot()
+            .map_err(|e| LakeError::from_delta(location, e))?
+            .transaction_version(table.log_store().as_ref(), &self.app_id)
+            .await
+            .map_err(|e| LakeError::from_delta(location, e))?;
+        let expected = self.version - 1;
+        let follows = match committed {
+            None => true,
+            Some(version) => version == expected,
+        };
+        if follows {
+            Ok(())
+        } else {
+            Err(crate::EngineError::Conflict(format!(
+                "{} has already committed version {} of this sync (expected {expected}); another run got there first",
+                self.app_id,
+                committed.unwrap_or_default()
+            )))
+        }
+    }
+
     fn properties(&self) -> CommitProperties {
         let mut metadata: Vec<(String, serde_json::Value)> = self
             .metadata
@@ -125,6 +154,7 @@ impl Engine {
             .with_input_plan(plan)
             .with_session_state(session);
         if let Some(tag) = tag {
+            tag.check_follows(&table, &location).await?;
             builder = builder.with_commit_properties(tag.properties());
         }
         builder = match mode {
@@ -272,6 +302,142 @@ impl From<WriteOutcome> for crate::engine::CommandOutcome {
     fn from(outcome: WriteOutcome) -> Self {
         crate::engine::CommandOutcome::new("SELECT").with_rows(outcome.rows_written)
     }
+}
+
+impl Engine {
+    /// The Arrow schema of table `name`, or `None` when it does not exist (views have none).
+    pub async fn table_schema(
+        &self,
+        name: &TableName,
+    ) -> Result<Option<datafusion::arrow::datatypes::SchemaRef>> {
+        self.sync().await?;
+        let Some(location) = self
+            .catalog
+            .listing()
+            .entry(&name.schema, &name.table)
+            .filter(|entry| entry.kind == TableKind::Table)
+            .and_then(|entry| entry.location.clone())
+        else {
+            return Ok(None);
+        };
+        let table = self.catalog.load_latest(&location).await?;
+        let snapshot = table
+            .snapshot()
+            .map_err(|e| LakeError::from_delta(&location, e))?;
+        Ok(Some(snapshot.snapshot().arrow_schema()))
+    }
+
+    /// Upserts `source` into `name` by `keys` in one Delta MERGE commit: a source row replaces
+    /// the target row with the same key (when `cursor` is given, only if its cursor is not
+    /// older), other source rows are inserted; new source columns are added to the table.
+    /// `source` must hold at most one row per key. Creates the table when missing.
+    pub async fn merge_table_tagged(
+        &self,
+        name: &TableName,
+        source: datafusion::prelude::DataFrame,
+        keys: &[String],
+        cursor: Option<&str>,
+        session: Arc<SessionState>,
+        tag: Option<&CommitTag>,
+    ) -> Result<WriteOutcome> {
+        use datafusion::prelude::{col, lit};
+        self.sync().await?;
+        let Some(entry) = self
+            .catalog
+            .listing()
+            .entry(&name.schema, &name.table)
+            .cloned()
+        else {
+            let plan = source.logical_plan().clone();
+            return self.write_new_table(name, plan, session, tag).await;
+        };
+        if entry.kind != TableKind::Table {
+            return Err(CatalogError::WrongKind {
+                name: name.to_string(),
+                actual: entry.kind,
+                expected: TableKind::Table,
+            }
+            .into());
+        }
+        if keys.is_empty() {
+            return Err(crate::EngineError::InvalidInput(format!(
+                "merging into {name} needs a primary key"
+            )));
+        }
+        let location = entry.location.clone().unwrap_or_default();
+        let table = self.catalog.load_latest(&location).await?;
+        let qualified =
+            |side: &str, column: &str| col(datafusion::common::Column::new(Some(side), column));
+        let on = keys
+            .iter()
+            .map(|key| qualified("target", key).eq(qualified("source", key)))
+            .reduce(|a, b| a.and(b))
+            .unwrap_or(lit(true));
+        let columns: Vec<String> = source
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        let mut builder = table
+            .clone()
+            .merge(source, on)
+            .with_source_alias("source")
+            .with_target_alias("target")
+            .with_merge_schema(true)
+            // The source may be a stream read once (a database read straight into the merge):
+            // no early pass over it to prune the target.
+            .with_streaming(true)
+            .with_session_state(session);
+        if let Some(tag) = tag {
+            tag.check_follows(&table, &location).await?;
+            builder = builder.with_commit_properties(tag.properties());
+        }
+        let update_columns = columns.clone();
+        let cursor = cursor.map(str::to_string);
+        builder = builder
+            .when_matched_update(|mut update| {
+                if let Some(cursor) = &cursor {
+                    update = update.predicate(
+                        qualified("source", cursor)
+                            .gt_eq(qualified("target", cursor))
+                            .or(qualified("target", cursor).is_null()),
+                    );
+                }
+                for column in &update_columns {
+                    update = update.update(delta_column(column), qualified("source", column));
+                }
+                update
+            })
+            .map_err(|e| LakeError::from_delta(&location, e))?
+            .when_not_matched_insert(|mut insert| {
+                for column in &columns {
+                    insert = insert.set(delta_column(column), qualified("source", column));
+                }
+                insert
+            })
+            .map_err(|e| LakeError::from_delta(&location, e))?;
+        let (merged, metrics) = builder
+            .await
+            .map_err(|e| LakeError::from_delta(&location, e))?;
+        self.catalog.remember(&merged);
+        self.catalog.store.touch().await?;
+        let stats = Lake::stats(&merged)?;
+        Ok(WriteOutcome {
+            created: false,
+            version: stats.version,
+            rows_written: Some(
+                (metrics.num_target_rows_inserted + metrics.num_target_rows_updated) as u64,
+            ),
+        })
+    }
+}
+
+/// An unqualified column as deltalake's MERGE names it (not re-parsed, so any case survives).
+fn delta_column(name: &str) -> polder_lake::deltalake::delta_datafusion::DeltaColumn {
+    polder_lake::deltalake::delta_datafusion::DeltaColumn::from(
+        datafusion::common::Column::new_unqualified(name),
+    )
 }
 
 #[cfg(test)]

@@ -11,51 +11,15 @@ use futures::TryStreamExt;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt};
-use polder_core::{ErrorKind, HasErrorKind, TableName};
-use polder_engine::{Engine, EngineError, WriteMode};
+use polder_core::TableName;
+use polder_engine::{Engine, WriteMode};
 use url::Url;
 
 use crate::Progress;
 use crate::counting::CountingStore;
+use crate::error::IngestError;
 
-#[derive(Debug, thiserror::Error)]
-pub enum ImportError {
-    /// The path, glob or prefix matched no file.
-    #[error("no files match '{0}'")]
-    NoFiles(String),
-    /// The format cannot be told from the file name and was not given.
-    #[error("cannot tell the format of '{0}' from its name; pass --format csv|json|parquet")]
-    UnknownFormat(String),
-    /// The files of one import have different formats.
-    #[error("'{first}' and '{other}' have different formats; import them separately")]
-    MixedFormats { first: String, other: String },
-    /// The source cannot be read (missing file, unreachable URL, bad glob).
-    #[error("cannot read {source_name}: {message}")]
-    Source {
-        source_name: String,
-        message: String,
-    },
-    /// The data does not parse in the given format or does not fit the table.
-    #[error("{0}")]
-    Data(String),
-    #[error(transparent)]
-    Engine(#[from] EngineError),
-}
-
-impl HasErrorKind for ImportError {
-    fn kind(&self) -> ErrorKind {
-        match self {
-            ImportError::NoFiles(_) => ErrorKind::NotFound,
-            ImportError::UnknownFormat(_)
-            | ImportError::MixedFormats { .. }
-            | ImportError::Data(_) => ErrorKind::InvalidInput,
-            ImportError::Source { .. } => ErrorKind::InvalidInput,
-            ImportError::Engine(err) => err.kind(),
-        }
-    }
-}
-
-type Result<T, E = ImportError> = std::result::Result<T, E>;
+type Result<T, E = IngestError> = std::result::Result<T, E>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileFormat {
@@ -167,15 +131,15 @@ pub struct ImportReport {
 /// The files of a source, all in one object store.
 pub struct ImportSource {
     /// `file:///`, `s3://bucket/` or `https://host/`: where the store is registered.
-    base: Url,
-    store: Arc<dyn ObjectStore>,
-    files: Vec<object_store::ObjectMeta>,
+    pub(crate) base: Url,
+    pub(crate) store: Arc<dyn ObjectStore>,
+    pub(crate) files: Vec<object_store::ObjectMeta>,
 }
 
 impl ImportSource {
     /// Finds the files `source` names.
     pub async fn resolve(engine: &Engine, source: &str) -> Result<ImportSource> {
-        let source_error = |message: String| ImportError::Source {
+        let source_error = |message: String| IngestError::Source {
             source_name: source.to_string(),
             message,
         };
@@ -279,7 +243,7 @@ impl ImportSource {
         self.files.iter().map(|f| f.size).sum()
     }
 
-    fn url_of(&self, meta: &object_store::ObjectMeta) -> String {
+    pub(crate) fn url_of(&self, meta: &object_store::ObjectMeta) -> String {
         format!("{}{}", self.base, meta.location)
     }
 }
@@ -319,7 +283,7 @@ async fn list_objects(
 }
 
 /// Column names Delta accepts without column mapping: the characters ` ,;{}()\n\t=` become `_`.
-fn delta_safe_name(name: &str) -> String {
+pub(crate) fn delta_safe_name(name: &str) -> String {
     let replaced: String = name
         .chars()
         .map(|c| if " ,;{}()\n\t=".contains(c) { '_' } else { c })
@@ -339,7 +303,7 @@ pub async fn import_files(
 ) -> Result<ImportReport> {
     let source = ImportSource::resolve(engine, &request.source).await?;
     if source.files.is_empty() {
-        return Err(ImportError::NoFiles(request.source.clone()));
+        return Err(IngestError::NoFiles(request.source.clone()));
     }
     let first_name = source.files[0].location.to_string();
     let (detected_format, compression) = match detect(&first_name) {
@@ -349,12 +313,12 @@ pub async fn import_files(
     let format = request
         .format
         .or(detected_format)
-        .ok_or_else(|| ImportError::UnknownFormat(first_name.clone()))?;
+        .ok_or_else(|| IngestError::UnknownFormat(first_name.clone()))?;
     for file in &source.files[1..] {
         let name = file.location.to_string();
         let (other_format, other_compression) = detect(&name).unwrap_or((format, compression));
         if other_format != format || other_compression != compression {
-            return Err(ImportError::MixedFormats {
+            return Err(IngestError::MixedFormats {
                 first: first_name,
                 other: name,
             });
@@ -388,7 +352,7 @@ pub async fn import_files(
         .collect();
     let frame = frame
         .select(renamed)
-        .map_err(|e| ImportError::Data(polder_engine::datafusion_message(&e)))?;
+        .map_err(|e| IngestError::Data(polder_engine::datafusion_message(&e)))?;
     let mode = match request.mode {
         ImportMode::Append => WriteMode::Append,
         ImportMode::Overwrite => WriteMode::Overwrite,
@@ -419,7 +383,7 @@ async fn read(
     source: &ImportSource,
 ) -> Result<DataFrame> {
     let data_error = |e: datafusion::error::DataFusionError| {
-        ImportError::Data(format!(
+        IngestError::Data(format!(
             "cannot read {} as {format:?}: {}",
             request.source,
             polder_engine::datafusion_message(&e)

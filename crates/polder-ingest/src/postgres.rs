@@ -19,9 +19,9 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit}
 use futures::{Stream, StreamExt};
 use tokio_postgres::Client;
 
-use crate::files::ImportError;
+use crate::error::IngestError;
 
-type Result<T, E = ImportError> = std::result::Result<T, E>;
+type Result<T, E = IngestError> = std::result::Result<T, E>;
 
 /// Days from 1970-01-01 to PostgreSQL's epoch 2000-01-01.
 const PG_EPOCH_DAYS: i32 = 10_957;
@@ -107,13 +107,13 @@ pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-fn database_error(what: &str, err: tokio_postgres::Error) -> ImportError {
+pub(crate) fn database_error(what: &str, err: tokio_postgres::Error) -> IngestError {
     // The driver's message names the server's reason (and never the password).
     let message = match err.as_db_error() {
         Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
         None => err.to_string(),
     };
-    ImportError::Source {
+    IngestError::Source {
         source_name: what.to_string(),
         message,
     }
@@ -169,7 +169,7 @@ pub async fn discover_table(client: &Client, schema: &str, table: &str) -> Resul
         .await
         .map_err(|e| database_error(&what, e))?;
     if rows.is_empty() {
-        return Err(ImportError::Source {
+        return Err(IngestError::Source {
             source_name: what,
             message: "no such table (or no columns visible to this user)".to_string(),
         });
@@ -206,7 +206,7 @@ pub async fn read_arrow(
     from: &str,
     filter: Option<&str>,
     batch_rows: usize,
-) -> Result<impl Stream<Item = Result<RecordBatch>> + Send + 'static> {
+) -> Result<impl Stream<Item = Result<RecordBatch>> + Send + 'static + use<>> {
     let select = columns
         .iter()
         .map(PgColumn::select_expr)
@@ -291,8 +291,8 @@ fn builder_for(column: &PgColumn, capacity: usize) -> Box<dyn ArrayBuilder> {
     }
 }
 
-fn data_error(message: String) -> ImportError {
-    ImportError::Data(message)
+fn data_error(message: String) -> IngestError {
+    IngestError::Data(message)
 }
 
 impl CopyDecoder {

@@ -34,6 +34,8 @@ pub(crate) struct AppState {
     pub secrets: polder_catalog::SecretVault,
     /// Audits refused requests (authentication on).
     pub refusals: Option<crate::refusals::RefusalLog>,
+    /// Connections, syncs and jobs.
+    pub ingestion: Arc<polder_ingest::Ingestion>,
 }
 
 pub(crate) fn router(state: AppState) -> Router {
@@ -64,6 +66,31 @@ pub(crate) fn router(state: AppState) -> Router {
             axum::routing::put(crate::http_secrets::put_secret)
                 .delete(crate::http_secrets::delete_secret),
         )
+        .route(
+            "/api/v1/connections",
+            get(crate::http_connections::list_connections)
+                .post(crate::http_connections::create_connection),
+        )
+        .route(
+            "/api/v1/connections/{name}",
+            get(crate::http_connections::get_connection)
+                .patch(crate::http_connections::edit_connection)
+                .delete(crate::http_connections::delete_connection),
+        )
+        .route(
+            "/api/v1/connections/{name}/check",
+            post(crate::http_connections::check_connection),
+        )
+        .route(
+            "/api/v1/connections/{name}/discover",
+            post(crate::http_connections::discover_connection),
+        )
+        .route(
+            "/api/v1/connections/{name}/sync",
+            post(crate::http_connections::sync_connection),
+        )
+        .route("/api/v1/jobs", get(crate::http_connections::list_jobs))
+        .route("/api/v1/jobs/{id}", get(crate::http_connections::get_job))
         .route("/api/v1/tokens", post(crate::http_auth::create_token))
         .route(
             "/api/v1/tokens/{id}",

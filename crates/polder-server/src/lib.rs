@@ -13,6 +13,7 @@ mod flight_auth;
 pub mod format;
 mod http;
 mod http_auth;
+mod http_connections;
 mod http_secrets;
 pub mod metrics;
 mod pg;
@@ -55,6 +56,8 @@ pub struct ServerOptions {
     pub tls: Option<tls::TlsIdentity>,
     /// Stored secrets (`/api/v1/secrets`).
     pub secrets: polder_catalog::SecretVault,
+    /// Run the connections' cron schedules in this process.
+    pub run_schedules: bool,
 }
 
 /// The listeners, bound and serving.
@@ -124,6 +127,13 @@ pub async fn start(
         .as_ref()
         .map(|auth| refusals::RefusalLog::new(auth.store().clone()));
     let mut tasks = JoinSet::new();
+    let ingestion = Arc::new(polder_ingest::Ingestion::new(
+        engine.clone(),
+        options.secrets.clone(),
+    ));
+    if options.run_schedules {
+        ingestion.clone().spawn_scheduler();
+    }
     let state = http::AppState {
         engine: engine.clone(),
         metrics: metrics_handle,
@@ -132,6 +142,7 @@ pub async fn start(
         protect_metrics: options.protect_metrics,
         secrets: options.secrets.clone(),
         refusals: refusals.clone(),
+        ingestion: ingestion.clone(),
     };
     let router = http::router(state).layer(tower_http::trace::TraceLayer::new_for_http());
     let make_service = router.into_make_service_with_connect_info::<SocketAddr>();

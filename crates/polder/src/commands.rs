@@ -14,7 +14,7 @@ use polder_server::{Authenticator, ServerOptions};
 use crate::output::{OutputKind, render_batches, render_command};
 use crate::{ImportArgs, client, demo};
 
-async fn open_engine(config: &Config) -> anyhow::Result<Engine> {
+pub(crate) async fn open_engine(config: &Config) -> anyhow::Result<Engine> {
     let engine = Engine::open(config.catalog_url.expose(), &config.lake_url, &config.s3).await?;
     Ok(engine)
 }
@@ -82,6 +82,7 @@ pub async fn serve(config: &Config, with_demo: bool) -> anyhow::Result<()> {
             protect_metrics: config.auth.protect_metrics,
             tls,
             secrets,
+            run_schedules: true,
         },
     )
     .await?;
@@ -282,7 +283,7 @@ pub async fn import(config: &Config, args: &ImportArgs) -> anyhow::Result<()> {
 
 /// The stored secrets, sealed with the configured key (created on first use when it comes
 /// from a key file).
-fn open_vault(
+pub(crate) fn open_vault(
     config: &Config,
     store: polder_catalog::CatalogStore,
 ) -> anyhow::Result<polder_catalog::SecretVault> {
@@ -367,7 +368,7 @@ async fn open_authenticator(config: &Config) -> anyhow::Result<Authenticator> {
 }
 
 /// Who changes users and tokens from the CLI, as the audit log names them.
-fn cli_actor() -> String {
+pub(crate) fn cli_actor() -> String {
     format!(
         "cli:{}",
         std::env::var("USER").unwrap_or_else(|_| "local".to_string())

@@ -4,6 +4,7 @@
 mod client;
 mod commands;
 mod demo;
+mod ingest_cli;
 mod output;
 
 use std::path::PathBuf;
@@ -85,6 +86,15 @@ enum Command {
         #[command(subcommand)]
         action: SecretAction,
     },
+    /// Manage connections: sources whose streams sync into bronze tables.
+    Connection {
+        #[command(subcommand)]
+        action: ingest_cli::ConnectionAction,
+    },
+    /// Run a connection's sync now, with a progress bar.
+    Sync(ingest_cli::SyncArgs),
+    /// List sync jobs (newest first), or show one.
+    Jobs(ingest_cli::JobsArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -331,6 +341,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Secret { action } => {
             init_logging_quiet(&config);
             commands::secret(&config, action).await
+        }
+        Command::Connection { action } => {
+            init_logging_quiet(&config);
+            ingest_cli::connection(&config, action).await
+        }
+        Command::Sync(args) => {
+            init_logging_quiet(&config);
+            ingest_cli::sync(&config, args).await
+        }
+        Command::Jobs(args) => {
+            init_logging_quiet(&config);
+            ingest_cli::jobs(&config, args).await
         }
     }
 }
