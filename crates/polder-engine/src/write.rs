@@ -246,16 +246,9 @@ impl Engine {
         app_id: &str,
         depth: usize,
     ) -> Result<Option<CommitTag>> {
-        self.sync().await?;
-        let Some(location) = self
-            .catalog
-            .listing()
-            .entry(&name.schema, &name.table)
-            .and_then(|entry| entry.location.clone())
-        else {
+        let Some((location, table)) = self.load_table_by_name(name).await? else {
             return Ok(None);
         };
-        let table = self.catalog.load_latest(&location).await?;
         // The transaction version is authoritative (it survives log checkpoints); the commit
         // info holds the metadata that came with it.
         let committed = table
@@ -305,11 +298,12 @@ impl From<WriteOutcome> for crate::engine::CommandOutcome {
 }
 
 impl Engine {
-    /// The Arrow schema of table `name`, or `None` when it does not exist (views have none).
-    pub async fn table_schema(
+    /// The latest version of table `name` with its location; `None` when there is no such
+    /// table (views have no data).
+    async fn load_table_by_name(
         &self,
         name: &TableName,
-    ) -> Result<Option<datafusion::arrow::datatypes::SchemaRef>> {
+    ) -> Result<Option<(String, polder_lake::deltalake::DeltaTable)>> {
         self.sync().await?;
         let Some(location) = self
             .catalog
@@ -321,6 +315,17 @@ impl Engine {
             return Ok(None);
         };
         let table = self.catalog.load_latest(&location).await?;
+        Ok(Some((location, table)))
+    }
+
+    /// The Arrow schema of table `name`, or `None` when it does not exist (views have none).
+    pub async fn table_schema(
+        &self,
+        name: &TableName,
+    ) -> Result<Option<datafusion::arrow::datatypes::SchemaRef>> {
+        let Some((location, table)) = self.load_table_by_name(name).await? else {
+            return Ok(None);
+        };
         let snapshot = table
             .snapshot()
             .map_err(|e| LakeError::from_delta(&location, e))?;

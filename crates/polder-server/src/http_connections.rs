@@ -11,7 +11,6 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use polder_catalog::AuditRecord;
 use polder_core::{ErrorKind, HasErrorKind};
 use polder_engine::access;
 use polder_ingest::{ConnectionPatch, ConnectionSpec, Counters, IngestError};
@@ -40,17 +39,7 @@ fn ingest_error(err: &IngestError) -> Response {
 }
 
 async fn audit(state: &AppState, what: &str, error: Option<&str>) {
-    if state.auth.is_none() {
-        return;
-    }
-    let principal = access::current_principal();
-    let mut entry = AuditRecord::new(&principal.user, &principal.client, "connection", what);
-    if let Some(message) = error {
-        entry = entry.failed(message);
-    }
-    if let Err(err) = state.engine.catalog_store().append_audit(&entry).await {
-        tracing::warn!(error = %err, "cannot write the audit log");
-    }
+    crate::http_secrets::audit_change(state, "connection", what, error).await;
 }
 
 pub(crate) async fn list_connections(State(state): State<AppState>) -> Response {

@@ -29,18 +29,24 @@ fn require_engineer() -> Result<polder_core::Principal, Response> {
     }
 }
 
-async fn audit(state: &AppState, what: &str, error: Option<&str>) {
+/// Audits a change made over HTTP (authentication on): who, from where, what, and why it
+/// failed. Shared by the secrets and connections endpoints.
+pub(crate) async fn audit_change(state: &AppState, kind: &str, what: &str, error: Option<&str>) {
     if state.auth.is_none() {
         return;
     }
     let principal = access::current_principal();
-    let mut entry = AuditRecord::new(&principal.user, &principal.client, "secret", what);
+    let mut entry = AuditRecord::new(&principal.user, &principal.client, kind, what);
     if let Some(message) = error {
         entry = entry.failed(message);
     }
     if let Err(err) = state.engine.catalog_store().append_audit(&entry).await {
         tracing::warn!(error = %err, "cannot write the audit log");
     }
+}
+
+async fn audit(state: &AppState, what: &str, error: Option<&str>) {
+    audit_change(state, "secret", what, error).await;
 }
 
 pub(crate) async fn list_secrets(State(state): State<AppState>) -> Response {

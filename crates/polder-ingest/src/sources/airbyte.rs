@@ -10,10 +10,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{
-    DiscoveredStream, PendingStream, ReadContext, Source, StreamData, StreamRequest, can_be_cursor,
-    type_name,
-};
+use super::{DiscoveredStream, PendingStream, ReadContext, Source, StreamData, StreamRequest};
 use crate::airbyte::{
     AirbyteConnector, AirbyteStream, ConfiguredStream, ConnectorState, DestinationSyncMode,
     Message, configured_catalog,
@@ -96,43 +93,26 @@ fn collect_secrets(schema: &Value, prefix: &str, found: &mut Vec<String>) {
 }
 
 fn discovered(stream: &AirbyteStream) -> DiscoveredStream {
-    let schema = schema_from_json_schema(&stream.json_schema).ok();
-    let fields: Vec<(String, arrow::datatypes::DataType)> = schema
-        .map(|s| {
-            s.fields()
-                .iter()
-                .map(|f| (f.name().clone(), f.data_type().clone()))
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut modes = vec![SyncMode::FullRefreshOverwrite, SyncMode::FullRefreshAppend];
-    if stream
-        .supported_sync_modes
-        .iter()
-        .any(|m| m == "incremental")
-    {
-        modes.push(SyncMode::IncrementalAppend);
-        modes.push(SyncMode::IncrementalAppendDeduped);
-    }
-    DiscoveredStream {
-        name: stream.name.clone(),
-        columns: fields
-            .iter()
-            .map(|(n, t)| (n.clone(), type_name(t)))
-            .collect(),
-        primary_key: stream
+    let schema = schema_from_json_schema(&stream.json_schema)
+        .unwrap_or_else(|_| arrow::datatypes::Schema::empty());
+    let mut found = DiscoveredStream::from_schema(
+        stream.name.clone(),
+        &schema,
+        stream
             .source_defined_primary_key
             .iter()
             .filter_map(|path| path.first().cloned())
             .collect(),
-        default_cursor: stream.default_cursor_field.first().cloned(),
-        cursor_candidates: fields
-            .iter()
-            .filter(|(_, t)| can_be_cursor(t))
-            .map(|(n, _)| n.clone())
-            .collect(),
-        sync_modes: modes,
+        stream.default_cursor_field.first().cloned(),
+    );
+    if !stream
+        .supported_sync_modes
+        .iter()
+        .any(|m| m == "incremental")
+    {
+        found.sync_modes = vec![SyncMode::FullRefreshOverwrite, SyncMode::FullRefreshAppend];
     }
+    found
 }
 
 #[async_trait]

@@ -12,11 +12,7 @@ use object_store::ObjectStoreExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{
-    DiscoveredStream, PendingStream, ReadContext, Source, StreamData, StreamRequest, can_be_cursor,
-    type_name,
-};
-use crate::connection::SyncMode;
+use super::{DiscoveredStream, PendingStream, ReadContext, Source, StreamData, StreamRequest};
 use crate::error::{IngestError, Result};
 use crate::files::ImportSource;
 use crate::records::{CsvOptions, Reject, read_csv, read_json_lines};
@@ -190,28 +186,12 @@ impl Source for FilesSource {
 
     async fn discover(&self, context: &ReadContext) -> Result<Vec<DiscoveredStream>> {
         let (_, schema) = self.probe(context).await?;
-        Ok(vec![DiscoveredStream {
-            name: "records".to_string(),
-            columns: schema
-                .fields()
-                .iter()
-                .map(|f| (f.name().clone(), type_name(f.data_type())))
-                .collect(),
-            primary_key: Vec::new(),
-            default_cursor: None,
-            cursor_candidates: schema
-                .fields()
-                .iter()
-                .filter(|f| can_be_cursor(f.data_type()))
-                .map(|f| f.name().clone())
-                .collect(),
-            sync_modes: vec![
-                SyncMode::FullRefreshOverwrite,
-                SyncMode::FullRefreshAppend,
-                SyncMode::IncrementalAppend,
-                SyncMode::IncrementalAppendDeduped,
-            ],
-        }])
+        Ok(vec![DiscoveredStream::from_schema(
+            "records".to_string(),
+            &schema,
+            Vec::new(),
+            None,
+        )])
     }
 
     async fn read(
@@ -242,14 +222,7 @@ impl FilesSource {
             return Err(IngestError::NoFiles(self.config.path.clone()));
         };
         let url = source.url_of(first);
-        let bytes = match source.store.get(&first.location).await {
-            Ok(result) => result.bytes().await,
-            Err(err) => Err(err),
-        }
-        .map_err(|e| IngestError::Source {
-            source_name: url.clone(),
-            message: e.to_string(),
-        })?;
+        let bytes = fetch(&source, first).await?;
         let (schema, _, _) = self.parse(&url, bytes, None)?;
         Ok((source.files.len(), schema))
     }
@@ -280,14 +253,7 @@ impl FilesSource {
             if incremental && seen.contains_key(&url) {
                 continue;
             }
-            let bytes = match source.store.get(&file.location).await {
-                Ok(result) => result.bytes().await,
-                Err(err) => Err(err),
-            }
-            .map_err(|e| IngestError::Source {
-                source_name: url.clone(),
-                message: e.to_string(),
-            })?;
+            let bytes = fetch(&source, file).await?;
             context.counters.add(0, bytes.len() as u64);
             let (file_schema, file_batches, file_rejects) =
                 self.parse(&url, bytes, schema.clone())?;
@@ -324,4 +290,16 @@ impl FilesSource {
         data.rejects = rejects;
         Ok(data)
     }
+}
+
+/// The whole content of one file of a source.
+async fn fetch(source: &ImportSource, file: &object_store::ObjectMeta) -> Result<bytes::Bytes> {
+    let read = match source.store.get(&file.location).await {
+        Ok(result) => result.bytes().await,
+        Err(err) => Err(err),
+    };
+    read.map_err(|e| IngestError::Source {
+        source_name: source.url_of(file),
+        message: e.to_string(),
+    })
 }

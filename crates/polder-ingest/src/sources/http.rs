@@ -6,11 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
-use super::{
-    DiscoveredStream, PendingStream, ReadContext, Source, StreamData, StreamRequest, can_be_cursor,
-    type_name,
-};
-use crate::connection::SyncMode;
+use super::{DiscoveredStream, PendingStream, ReadContext, Source, StreamData, StreamRequest};
 use crate::error::{IngestError, Result};
 use crate::http_api::{HttpApiConfig, HttpApiReader};
 use crate::records::{RecordBatcher, infer_schema};
@@ -46,28 +42,12 @@ impl Source for HttpSource {
             .map(|p| p.records)
             .unwrap_or_default();
         let schema = infer_schema(&records[..records.len().min(SAMPLE)]);
-        Ok(vec![DiscoveredStream {
-            name: "records".to_string(),
-            columns: schema
-                .fields()
-                .iter()
-                .map(|f| (f.name().clone(), type_name(f.data_type())))
-                .collect(),
-            primary_key: Vec::new(),
-            default_cursor: self.config.cursor_field.clone(),
-            cursor_candidates: schema
-                .fields()
-                .iter()
-                .filter(|f| can_be_cursor(f.data_type()))
-                .map(|f| f.name().clone())
-                .collect(),
-            sync_modes: vec![
-                SyncMode::FullRefreshOverwrite,
-                SyncMode::FullRefreshAppend,
-                SyncMode::IncrementalAppend,
-                SyncMode::IncrementalAppendDeduped,
-            ],
-        }])
+        Ok(vec![DiscoveredStream::from_schema(
+            "records".to_string(),
+            &schema,
+            Vec::new(),
+            self.config.cursor_field.clone(),
+        )])
     }
 
     async fn read(

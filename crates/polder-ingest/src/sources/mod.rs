@@ -38,6 +38,59 @@ pub struct DiscoveredStream {
     pub sync_modes: Vec<SyncMode>,
 }
 
+impl DiscoveredStream {
+    /// A stream of `fields` (name, Arrow type), offering every sync mode.
+    pub(crate) fn from_fields<'a>(
+        name: String,
+        fields: impl IntoIterator<Item = (&'a str, &'a arrow::datatypes::DataType)>,
+        primary_key: Vec<String>,
+        default_cursor: Option<String>,
+    ) -> DiscoveredStream {
+        let fields: Vec<_> = fields.into_iter().collect();
+        DiscoveredStream {
+            name,
+            columns: fields
+                .iter()
+                .map(|(n, t)| (n.to_string(), type_name(t)))
+                .collect(),
+            cursor_candidates: fields
+                .iter()
+                .filter(|(_, t)| can_be_cursor(t))
+                .map(|(n, _)| n.to_string())
+                .collect(),
+            primary_key,
+            default_cursor,
+            sync_modes: ALL_MODES.to_vec(),
+        }
+    }
+
+    /// The same stream from an Arrow schema.
+    pub(crate) fn from_schema(
+        name: String,
+        schema: &arrow::datatypes::Schema,
+        primary_key: Vec<String>,
+        default_cursor: Option<String>,
+    ) -> DiscoveredStream {
+        DiscoveredStream::from_fields(
+            name,
+            schema
+                .fields()
+                .iter()
+                .map(|f| (f.name().as_str(), f.data_type())),
+            primary_key,
+            default_cursor,
+        )
+    }
+}
+
+/// Database, file and API sources support every mode.
+pub(crate) const ALL_MODES: [SyncMode; 4] = [
+    SyncMode::FullRefreshOverwrite,
+    SyncMode::FullRefreshAppend,
+    SyncMode::IncrementalAppend,
+    SyncMode::IncrementalAppendDeduped,
+];
+
 /// What the sync engine asks a source for: one stream, from its saved state.
 #[derive(Debug, Clone)]
 pub struct StreamRequest {

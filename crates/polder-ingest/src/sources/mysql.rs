@@ -8,9 +8,8 @@ use sqlx::mysql::MySqlConnection;
 
 use super::{
     Batches, DiscoveredStream, PendingStream, ReadContext, Source, StreamData, StreamRequest,
-    can_be_cursor, counted, type_name,
+    counted,
 };
-use crate::connection::SyncMode;
 use crate::error::{IngestError, Result};
 use crate::mysql::{
     MySqlSourceConfig, arrow_schema, connect, discover_table, key_range, list_tables, quote_ident,
@@ -79,27 +78,16 @@ impl Source for MySqlSource {
         let tables = list_tables(&mut conn, &self.config.connection.database).await?;
         Ok(tables
             .into_iter()
-            .map(|table| DiscoveredStream {
-                name: table.name,
-                columns: table
-                    .columns
-                    .iter()
-                    .map(|c| (c.name.clone(), type_name(&c.data_type)))
-                    .collect(),
-                cursor_candidates: table
-                    .columns
-                    .iter()
-                    .filter(|c| can_be_cursor(&c.data_type))
-                    .map(|c| c.name.clone())
-                    .collect(),
-                primary_key: table.primary_key,
-                default_cursor: None,
-                sync_modes: vec![
-                    SyncMode::FullRefreshOverwrite,
-                    SyncMode::FullRefreshAppend,
-                    SyncMode::IncrementalAppend,
-                    SyncMode::IncrementalAppendDeduped,
-                ],
+            .map(|table| {
+                DiscoveredStream::from_fields(
+                    table.name,
+                    table
+                        .columns
+                        .iter()
+                        .map(|c| (c.name.as_str(), &c.data_type)),
+                    table.primary_key,
+                    None,
+                )
             })
             .collect())
     }

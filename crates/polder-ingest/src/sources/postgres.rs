@@ -14,9 +14,8 @@ use tokio_postgres::{Client, NoTls};
 
 use super::{
     Batches, DiscoveredStream, PendingStream, ReadContext, Source, StreamData, StreamRequest,
-    can_be_cursor, counted, type_name,
+    counted,
 };
-use crate::connection::SyncMode;
 use crate::error::{IngestError, Result};
 use crate::postgres::{
     PgColumn, arrow_schema, database_error, discover_table, quote_ident, read_arrow,
@@ -141,26 +140,13 @@ fn literal(text: &str) -> String {
 }
 
 fn stream_of(columns: &[PgColumn], primary_key: Vec<String>, name: String) -> DiscoveredStream {
-    DiscoveredStream {
+    let types: Vec<DataType> = columns.iter().map(PgColumn::data_type).collect();
+    DiscoveredStream::from_fields(
         name,
-        columns: columns
-            .iter()
-            .map(|c| (c.name.clone(), type_name(&c.data_type())))
-            .collect(),
-        cursor_candidates: columns
-            .iter()
-            .filter(|c| can_be_cursor(&c.data_type()))
-            .map(|c| c.name.clone())
-            .collect(),
+        columns.iter().map(|c| c.name.as_str()).zip(types.iter()),
         primary_key,
-        default_cursor: None,
-        sync_modes: vec![
-            SyncMode::FullRefreshOverwrite,
-            SyncMode::FullRefreshAppend,
-            SyncMode::IncrementalAppend,
-            SyncMode::IncrementalAppendDeduped,
-        ],
-    }
+        None,
+    )
 }
 
 #[async_trait]
