@@ -92,7 +92,7 @@ def pg_table_sql(schema: str, rows: int) -> list[str]:
                    timestamptz '2020-01-01 00:00:00+00' + g * interval '1 second' + interval '0.123456 second',
                    md5(g::text)::uuid,
                    jsonb_build_object('k', g % 100, 'tag', 't' || (g % 7))
-            FROM generate_series(1, {rows}) AS g""",
+            FROM generate_series(1::bigint, {rows}::bigint) AS g""",
         f"ALTER TABLE {t} ADD PRIMARY KEY (id)",
         # VACUUM sets the hint bits and the visibility map, so the first reader does not pay
         # for them; ANALYZE gives the planner (and ConnectorX's partitioning) statistics.
@@ -194,12 +194,10 @@ def polder_cli(binary: Path, data_dir: Path, args: list[str]) -> str:
 
 def add_connection(binary: Path, data_dir: Path, work_dir: Path, name: str, source: str, config: dict,
                    stream: str) -> None:
-    """`polder connection add NAME --file F --stream SPEC`, F holding the source and its config.
-    (--file rather than --source/--config: the polder binary of 2026-11-26 panics on
-    `connection add --config`, whose name clashes with the global --config FILE flag.)"""
-    path = work_dir / f"connection-{name}.json"
-    path.write_text(json.dumps({"name": name, "source": source, "config": config}, indent=2))
-    polder_cli(binary, data_dir, ["connection", "add", name, "--file", str(path), "--stream", stream])
+    """`polder connection add NAME --source S --source-config JSON --stream SPEC`."""
+    del work_dir  # kept in the signature for the callers
+    polder_cli(binary, data_dir, ["connection", "add", name, "--source", source,
+                                  "--source-config", json.dumps(config), "--stream", stream])
 
 
 class SyncFailed(RuntimeError):

@@ -33,7 +33,7 @@ pub struct JobRecord {
     pub kind: String,
     /// Who or what started it: `manual:<user>`, `schedule`, `api:<user>`.
     pub trigger: String,
-    /// `queued`, `running`, `succeeded`, `failed`, `cancelled`.
+    /// `running`, `succeeded` or `failed`.
     pub status: String,
     pub attempt: i64,
     pub created_at: i64,
