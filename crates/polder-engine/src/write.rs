@@ -134,14 +134,7 @@ impl Engine {
             }
             .into());
         }
-        if entry.kind != TableKind::Table {
-            return Err(CatalogError::WrongKind {
-                name: name.to_string(),
-                actual: entry.kind,
-                expected: TableKind::Table,
-            }
-            .into());
-        }
+        check_is_table(name, &entry)?;
         let location = entry.location.clone().unwrap_or_default();
         let table = self.catalog.load_latest(&location).await?;
         let rows_before = Lake::stats(&table)?.num_rows;
@@ -260,28 +253,37 @@ impl Engine {
         let Some(version) = committed else {
             return Ok(None);
         };
-        let history = self.catalog.lake.history(&table, Some(depth)).await?;
+        // The tagged commit is nearly always the newest: look back 1 commit, then 16, 256, ...
+        // rather than reading `depth` commit files on every sync.
         let mut metadata = serde_json::Map::new();
-        for entry in history {
-            let tagged_by = entry
-                .polder_metadata
-                .get("polder.app_id")
-                .and_then(|v| v.as_str());
-            let tagged_version = entry
-                .polder_metadata
-                .get("polder.app_version")
-                .and_then(|v| v.as_i64());
-            if tagged_by == Some(app_id) && tagged_version == Some(version) {
-                metadata = entry
+        let mut window = 1;
+        'search: loop {
+            let limit = window.min(depth);
+            for entry in self.catalog.lake.history(&table, Some(limit)).await? {
+                let tagged_by = entry
                     .polder_metadata
-                    .into_iter()
-                    .filter_map(|(key, value)| {
-                        let key = key.strip_prefix("polder.")?.to_string();
-                        (key != "app_id" && key != "app_version").then_some((key, value))
-                    })
-                    .collect();
+                    .get("polder.app_id")
+                    .and_then(|v| v.as_str());
+                let tagged_version = entry
+                    .polder_metadata
+                    .get("polder.app_version")
+                    .and_then(|v| v.as_i64());
+                if tagged_by == Some(app_id) && tagged_version == Some(version) {
+                    metadata = entry
+                        .polder_metadata
+                        .into_iter()
+                        .filter_map(|(key, value)| {
+                            let key = key.strip_prefix("polder.")?.to_string();
+                            (key != "app_id" && key != "app_version").then_some((key, value))
+                        })
+                        .collect();
+                    break 'search;
+                }
+            }
+            if limit >= depth || limit as u64 > table.version().unwrap_or(0) {
                 break;
             }
+            window = window.saturating_mul(16);
         }
         Ok(Some(CommitTag {
             app_id: app_id.to_string(),
@@ -356,14 +358,7 @@ impl Engine {
             let plan = source.logical_plan().clone();
             return self.write_new_table(name, plan, session, tag).await;
         };
-        if entry.kind != TableKind::Table {
-            return Err(CatalogError::WrongKind {
-                name: name.to_string(),
-                actual: entry.kind,
-                expected: TableKind::Table,
-            }
-            .into());
-        }
+        check_is_table(name, &entry)?;
         if keys.is_empty() {
             return Err(crate::EngineError::InvalidInput(format!(
                 "merging into {name} needs a primary key"
@@ -435,6 +430,20 @@ impl Engine {
                 (metrics.num_target_rows_inserted + metrics.num_target_rows_updated) as u64,
             ),
         })
+    }
+}
+
+/// Writes go to tables, not views.
+fn check_is_table(name: &TableName, entry: &TableEntry) -> Result<()> {
+    if entry.kind == TableKind::Table {
+        Ok(())
+    } else {
+        Err(CatalogError::WrongKind {
+            name: name.to_string(),
+            actual: entry.kind,
+            expected: TableKind::Table,
+        }
+        .into())
     }
 }
 

@@ -61,6 +61,13 @@ fn schedule_patch<'de, D: serde::Deserializer<'de>>(
     Ok(Some(value.filter(|s| !s.trim().is_empty())))
 }
 
+/// A connection's schedule as the scheduler keeps it between ticks.
+struct Planned {
+    text: String,
+    cron: croner::Cron,
+    due: DateTime<Utc>,
+}
+
 /// A job as shown by `polder jobs` and the API.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct JobView {
@@ -473,10 +480,16 @@ impl Ingestion {
 
     /// Marks jobs whose runner died (a killed process) as failed, so that history tells the
     /// truth and the connection can run again.
-    pub async fn sweep_interrupted(&self) -> Result<usize> {
-        let mut swept = 0;
+    pub async fn sweep_interrupted(&self) -> Result<()> {
+        self.live_running_jobs().await.map(|_| ())
+    }
+
+    /// The jobs that are running, after marking those whose runner died as failed.
+    async fn live_running_jobs(&self) -> Result<Vec<JobRecord>> {
+        let mut live = Vec::new();
         for mut job in self.store().jobs_in_status("running").await? {
             if runner_alive(&job.runner, job.heartbeat_at) {
+                live.push(job);
                 continue;
             }
             job.status = "failed".to_string();
@@ -486,9 +499,8 @@ impl Ingestion {
                 job.runner
             );
             self.store().update_job(&job).await?;
-            swept += 1;
         }
-        Ok(swept)
+        Ok(live)
     }
 
     /// Runs a sync of `name` now, with the connection's retries (or `retries` when given);
@@ -527,10 +539,8 @@ impl Ingestion {
         attempt: i64,
         counters: Arc<Counters>,
     ) -> Result<(JobView, bool)> {
-        self.sweep_interrupted().await?;
         if let Some(other) = self
-            .store()
-            .jobs_in_status("running")
+            .live_running_jobs()
             .await?
             .into_iter()
             .find(|j| j.connection == name)
@@ -661,7 +671,7 @@ impl Ingestion {
             if let Err(err) = self.sweep_interrupted().await {
                 tracing::warn!(error = %err, "could not check for interrupted jobs");
             }
-            let mut next: HashMap<String, (String, DateTime<Utc>)> = HashMap::new();
+            let mut next: HashMap<String, Planned> = HashMap::new();
             loop {
                 if let Err(err) = self.schedule_tick(&mut next).await {
                     tracing::warn!(error = %err, "scheduler could not read connections");
@@ -671,10 +681,7 @@ impl Ingestion {
         })
     }
 
-    async fn schedule_tick(
-        self: &Arc<Self>,
-        next: &mut HashMap<String, (String, DateTime<Utc>)>,
-    ) -> Result<()> {
+    async fn schedule_tick(self: &Arc<Self>, next: &mut HashMap<String, Planned>) -> Result<()> {
         let now = Utc::now();
         let mut seen = HashSet::new();
         for record in self.store().list_connections().await? {
@@ -682,24 +689,32 @@ impl Ingestion {
                 continue;
             }
             seen.insert(record.name.clone());
-            let Ok(cron) = crate::schedule::parse_schedule(&record.schedule) else {
+            // Parsed once per schedule text, not on every tick.
+            let stale = next
+                .get(&record.name)
+                .is_none_or(|planned| planned.text != record.schedule);
+            if stale {
+                let Ok(cron) = crate::schedule::parse_schedule(&record.schedule) else {
+                    continue;
+                };
+                let due = crate::schedule::next_run(&cron, now).unwrap_or(DateTime::<Utc>::MAX_UTC);
+                next.insert(
+                    record.name.clone(),
+                    Planned {
+                        text: record.schedule.clone(),
+                        cron,
+                        due,
+                    },
+                );
+            }
+            let Some(planned) = next.get_mut(&record.name) else {
                 continue;
             };
-            let entry = next.entry(record.name.clone());
-            let (schedule, due) = entry.or_insert_with(|| {
-                (
-                    record.schedule.clone(),
-                    crate::schedule::next_run(&cron, now).unwrap_or(DateTime::<Utc>::MAX_UTC),
-                )
-            });
-            if *schedule != record.schedule {
-                *schedule = record.schedule.clone();
-                *due = crate::schedule::next_run(&cron, now).unwrap_or(DateTime::<Utc>::MAX_UTC);
-            }
-            if *due > now {
+            if planned.due > now {
                 continue;
             }
-            *due = crate::schedule::next_run(&cron, now).unwrap_or(DateTime::<Utc>::MAX_UTC);
+            planned.due =
+                crate::schedule::next_run(&planned.cron, now).unwrap_or(DateTime::<Utc>::MAX_UTC);
             let busy = self
                 .running
                 .lock()

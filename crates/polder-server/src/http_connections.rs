@@ -12,27 +12,11 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use polder_core::{ErrorKind, HasErrorKind};
-use polder_engine::access;
 use polder_ingest::{ConnectionPatch, ConnectionSpec, Counters, IngestError};
 use serde::Deserialize;
 
 use crate::http::{AppState, error_response};
-
-fn require_engineer(what: &str) -> Result<polder_core::Principal, Response> {
-    let principal = access::current_principal();
-    if principal.is_engineer_or_admin() {
-        Ok(principal)
-    } else {
-        Err(error_response(
-            ErrorKind::PermissionDenied,
-            &format!(
-                "user '{}' ({}) may not {what}: that needs the engineer or admin role",
-                principal.user, principal.role
-            ),
-            None,
-        ))
-    }
-}
+use crate::http_secrets::require_engineer;
 
 fn ingest_error(err: &IngestError) -> Response {
     error_response(err.kind(), &err.to_string(), None)

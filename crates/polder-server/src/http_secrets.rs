@@ -12,8 +12,9 @@ use serde::Deserialize;
 
 use crate::http::{AppState, error_response};
 
-/// Engineers and admins manage secrets (they set up the connections that use them).
-fn require_engineer() -> Result<polder_core::Principal, Response> {
+/// Engineers and admins manage secrets and connections (they set up the sources that use
+/// them); `what` names the refused action.
+pub(crate) fn require_engineer(what: &str) -> Result<polder_core::Principal, Response> {
     let principal = access::current_principal();
     if principal.is_engineer_or_admin() {
         Ok(principal)
@@ -21,7 +22,7 @@ fn require_engineer() -> Result<polder_core::Principal, Response> {
         Err(error_response(
             ErrorKind::PermissionDenied,
             &format!(
-                "user '{}' ({}) may not manage secrets: that needs the engineer or admin role",
+                "user '{}' ({}) may not {what}: that needs the engineer or admin role",
                 principal.user, principal.role
             ),
             None,
@@ -50,7 +51,7 @@ async fn audit(state: &AppState, what: &str, error: Option<&str>) {
 }
 
 pub(crate) async fn list_secrets(State(state): State<AppState>) -> Response {
-    if let Err(response) = require_engineer() {
+    if let Err(response) = require_engineer("manage secrets") {
         return response;
     }
     match state.secrets.list().await {
@@ -71,7 +72,7 @@ pub(crate) async fn put_secret(
     Path(name): Path<String>,
     Json(body): Json<SecretBody>,
 ) -> Response {
-    let principal = match require_engineer() {
+    let principal = match require_engineer("manage secrets") {
         Ok(principal) => principal,
         Err(response) => return response,
     };
@@ -100,7 +101,7 @@ pub(crate) async fn delete_secret(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Response {
-    if let Err(response) = require_engineer() {
+    if let Err(response) = require_engineer("manage secrets") {
         return response;
     }
     let result = state.secrets.delete(&name).await;

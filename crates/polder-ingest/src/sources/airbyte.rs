@@ -244,11 +244,10 @@ impl Source for AirbyteSource {
                         if let Some(batch) = batcher.take_full_batch()? {
                             batches.push(batch);
                         }
-                        if number % 1000 == 0 {
-                            let bytes = session.bytes_read();
-                            context.counters.add(1000, bytes - bytes_seen);
-                            bytes_seen = bytes;
-                        }
+                        // Bytes as the connector wrote them, for the progress bar.
+                        let bytes = session.bytes_read();
+                        context.counters.add(1, bytes - bytes_seen);
+                        bytes_seen = bytes;
                     }
                     Message::State(state) => {
                         let name = state
@@ -269,18 +268,12 @@ impl Source for AirbyteSource {
             Ok::<_, IngestError>(())
         }
         .await;
-        let total_bytes = session.bytes_read();
         let tail = session.stderr_tail();
         if let Ok(mut log) = context.log_tail.lock() {
             *log = tail;
         }
         read?;
         session.finish().await?;
-        // Records were counted in thousands while reading; add the rest.
-        let rest: u64 = batchers.iter().map(|b| b.3 % 1000).sum();
-        context
-            .counters
-            .add(rest, total_bytes.saturating_sub(bytes_seen));
 
         let mut pending = Vec::new();
         for (i, (schema, mut batcher, mut batches, count)) in batchers.into_iter().enumerate() {

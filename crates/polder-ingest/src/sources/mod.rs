@@ -227,6 +227,25 @@ pub(crate) fn counted(
         .boxed()
 }
 
+/// `[low, high]` of an integer key cut into at most `parts` ranges of equal width, each as
+/// `(start, end, end_inclusive)`: every key falls in exactly one, the last one ends at `high`.
+pub(crate) fn split_key_range(low: i64, high: i64, parts: usize) -> Vec<(i64, i64, bool)> {
+    let parts = parts.max(1) as i128;
+    let step = ((high as i128 - low as i128 + 1) + parts - 1) / parts;
+    let mut ranges = Vec::new();
+    let mut start = low as i128;
+    while start <= high as i128 {
+        let end = start + step;
+        if end > high as i128 {
+            ranges.push((start as i64, high, true));
+        } else {
+            ranges.push((start as i64, end as i64, false));
+        }
+        start = end;
+    }
+    ranges
+}
+
 /// Type names as Polder shows them (SQL-ish, like `DESCRIBE`).
 pub(crate) fn type_name(data_type: &arrow::datatypes::DataType) -> String {
     use arrow::datatypes::DataType;
@@ -259,4 +278,19 @@ pub(crate) fn can_be_cursor(data_type: &arrow::datatypes::DataType) -> bool {
             | DataType::Timestamp(_, _)
             | DataType::Decimal128(_, _)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_key_range;
+
+    #[test]
+    fn key_ranges_cover_every_key_once() {
+        assert_eq!(
+            split_key_range(1, 10, 3),
+            vec![(1, 5, false), (5, 9, false), (9, 10, true)]
+        );
+        assert_eq!(split_key_range(7, 7, 4), vec![(7, 7, true)]);
+        assert_eq!(split_key_range(i64::MIN, i64::MAX, 2).len(), 2);
+    }
 }

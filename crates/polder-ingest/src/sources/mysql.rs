@@ -216,17 +216,12 @@ async fn read_stream(
         }
         Some((key, low, high)) => {
             drop(conn);
-            let parts = config.parallelism as i128;
-            let step = ((high as i128 - low as i128 + 1) + parts - 1) / parts;
-            let mut start = low as i128;
-            while start <= high as i128 {
-                let end = start + step;
+            for (start, end, inclusive) in super::split_key_range(low, high, config.parallelism) {
                 let quoted = quote_ident(&key);
-                let mut range = if end > high as i128 {
-                    format!("{quoted} >= {start} AND {quoted} <= {high}")
-                } else {
-                    format!("{quoted} >= {start} AND {quoted} < {end}")
-                };
+                let mut range = format!(
+                    "{quoted} >= {start} AND {quoted} {} {end}",
+                    if inclusive { "<=" } else { "<" }
+                );
                 if let Some(filter) = &filter {
                     range = format!("{range} AND {filter}");
                 }
@@ -253,7 +248,6 @@ async fn read_stream(
                 })
                 .flatten();
                 partitions.push(counted(stream.boxed(), context.counters.clone()));
-                start = end;
             }
         }
     }

@@ -413,19 +413,9 @@ async fn key_ranges(
     let (Some(low), Some(high)): (Option<i64>, Option<i64>) = (row.get(0), row.get(1)) else {
         return Ok(None);
     };
-    let parts = config.parallelism as i128;
-    let span = high as i128 - low as i128 + 1;
-    let step = (span + parts - 1) / parts;
-    let mut bounds = Vec::new();
-    let mut start = low as i128;
-    while start <= high as i128 {
-        let end = start + step;
-        if end > high as i128 {
-            bounds.push((start as i64, (high, true)));
-        } else {
-            bounds.push((start as i64, (end as i64, false)));
-        }
-        start = end;
-    }
+    let bounds = super::split_key_range(low, high, config.parallelism)
+        .into_iter()
+        .map(|(start, end, inclusive)| (start, (end, inclusive)))
+        .collect();
     Ok(Some((column.name.clone(), bounds)))
 }
