@@ -24,4 +24,17 @@ if [ ! -x "$faker_venv/bin/source-faker" ]; then
     python3 -m venv "$faker_venv"
     "$faker_venv/bin/pip" install --quiet --disable-pip-version-check "airbyte-source-faker==7.2.1"
 fi
+
+# dbt-core with dbt-duckdb, the reference for the dbt runner tests (tests/python/test_transform.py)
+# and bench/transform, in a virtualenv of its own: $POLDER_DBT_VENV (default ~/.cache/polder-dbt).
+# Pinned in tests/python/requirements-dbt.txt; a fresh install takes about 25 s.
+dbt_venv="${POLDER_DBT_VENV:-$HOME/.cache/polder-dbt}"
+if [ ! -x "$dbt_venv/bin/python" ]; then
+    python3 -m venv "$dbt_venv"
+fi
+dbt_stamp="$dbt_venv/.polder-requirements"
+if ! cmp -s tests/python/requirements-dbt.txt "$dbt_stamp" 2>/dev/null; then
+    "$dbt_venv/bin/pip" install --quiet --disable-pip-version-check -r tests/python/requirements-dbt.txt
+    cp tests/python/requirements-dbt.txt "$dbt_stamp"
+fi
 echo "test virtualenv ready: $venv"

@@ -8,12 +8,14 @@ mod governance;
 mod ingest;
 mod security;
 mod store;
+mod transform;
 
 pub use governance::{
     ColumnMaskRecord, QueryRecord, RowPolicyRecord, SecretInfo, SecretRecord, SecretVault, now,
 };
 pub use ingest::{ConnectionRecord, JobRecord};
 pub use security::{AuditRecord, GrantRecord, TokenRecord, UserRecord};
+pub use transform::{TransformNodeRecord, TransformProjectRecord, TransformRunRecord};
 
 pub use store::{
     Backend, CatalogError, CatalogSnapshot, CatalogStore, SchemaEntry, TableEntry, TableKind,

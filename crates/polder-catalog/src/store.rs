@@ -242,6 +242,11 @@ fn migrator() -> Migrator {
             include_str!("../migrations/0003_governance.sql"),
         ),
         migration(4, "ingest", include_str!("../migrations/0004_ingest.sql")),
+        migration(
+            5,
+            "transform",
+            include_str!("../migrations/0005_transform.sql"),
+        ),
     ];
     Migrator {
         migrations: Cow::Owned(migrations),

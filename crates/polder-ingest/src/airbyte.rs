@@ -576,10 +576,13 @@ impl ReadSession {
 
     /// The last lines the connector wrote to stderr (at most 64 lines, 16 KiB).
     pub fn stderr_tail(&self) -> String {
-        match self.stderr_tail.lock() {
-            Ok(tail) => tail.render(),
-            Err(poisoned) => poisoned.into_inner().render(),
-        }
+        self.stderr_log().render()
+    }
+
+    /// The connector's stderr tail, readable after `finish` has drained stderr (taken before
+    /// that, the last lines a failing connector writes may still be in the pipe).
+    pub fn stderr_log(&self) -> StderrLog {
+        StderrLog(Arc::clone(&self.stderr_tail))
     }
 
     fn failure_message(&self, status: ExitStatus, tail: &str) -> String {
@@ -883,6 +886,18 @@ async fn drain_stderr(
 }
 
 /// Aborts the stderr reader if the session is dropped before it ended.
+/// A shared view of a session's stderr tail.
+pub struct StderrLog(Arc<Mutex<StderrTail>>);
+
+impl StderrLog {
+    pub fn render(&self) -> String {
+        match self.0.lock() {
+            Ok(tail) => tail.render(),
+            Err(poisoned) => poisoned.into_inner().render(),
+        }
+    }
+}
+
 struct AbortOnDrop(JoinHandle<()>);
 
 impl Drop for AbortOnDrop {

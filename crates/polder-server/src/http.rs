@@ -36,6 +36,8 @@ pub(crate) struct AppState {
     pub refusals: Option<crate::refusals::RefusalLog>,
     /// Connections, syncs and jobs.
     pub ingestion: Arc<polder_ingest::Ingestion>,
+    /// dbt projects: runs, lineage, last results.
+    pub transformations: polder_transform::Transformations,
 }
 
 pub(crate) fn router(state: AppState) -> Router {
@@ -91,6 +93,26 @@ pub(crate) fn router(state: AppState) -> Router {
         )
         .route("/api/v1/jobs", get(crate::http_connections::list_jobs))
         .route("/api/v1/jobs/{id}", get(crate::http_connections::get_job))
+        .route(
+            "/api/v1/projects",
+            get(crate::http_transform::list_projects),
+        )
+        .route(
+            "/api/v1/projects/{name}",
+            get(crate::http_transform::get_project),
+        )
+        .route(
+            "/api/v1/projects/{name}/runs",
+            get(crate::http_transform::list_runs),
+        )
+        .route(
+            "/api/v1/projects/{name}/runs/{id}",
+            get(crate::http_transform::get_run),
+        )
+        .route(
+            "/api/v1/projects/{name}/{command}",
+            post(crate::http_transform::run_project),
+        )
         .route("/api/v1/tokens", post(crate::http_auth::create_token))
         .route(
             "/api/v1/tokens/{id}",

@@ -15,6 +15,7 @@ mod http;
 mod http_auth;
 mod http_connections;
 mod http_secrets;
+mod http_transform;
 pub mod metrics;
 mod pg;
 mod pg_copy;
@@ -38,6 +39,7 @@ use tokio::task::JoinSet;
 
 pub use auth::{AuthError, Authenticator};
 pub use error::{ServerError, grpc_status, http_status};
+pub use http_transform::serve_static_dir;
 pub use tls::TlsIdentity;
 
 /// Where the listeners listen.
@@ -143,6 +145,7 @@ pub async fn start(
         secrets: options.secrets.clone(),
         refusals: refusals.clone(),
         ingestion: ingestion.clone(),
+        transformations: polder_transform::Transformations::new(engine.clone()),
     };
     let router = http::router(state).layer(tower_http::trace::TraceLayer::new_for_http());
     let make_service = router.into_make_service_with_connect_info::<SocketAddr>();

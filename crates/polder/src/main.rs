@@ -6,6 +6,7 @@ mod commands;
 mod demo;
 mod ingest_cli;
 mod output;
+mod transform_cli;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -95,6 +96,23 @@ enum Command {
     Sync(ingest_cli::SyncArgs),
     /// List sync jobs (newest first), or show one.
     Jobs(ingest_cli::JobsArgs),
+    /// dbt: seed, run and test the selected nodes of a project in DAG order.
+    Build(transform_cli::RunArgs),
+    /// dbt: build the selected models.
+    Run(transform_cli::RunArgs),
+    /// dbt: run the selected data tests.
+    Test(transform_cli::RunArgs),
+    /// dbt: load the selected seeds (CSV files) into tables.
+    Seed(transform_cli::RunArgs),
+    /// dbt: render the selected models and tests to SQL (target/compiled), running nothing.
+    Compile(transform_cli::ProjectArgs),
+    /// dbt: list the selected nodes of a project.
+    Ls(transform_cli::LsArgs),
+    /// dbt: the project's documentation site (models, columns, tests, lineage).
+    Docs {
+        #[command(subcommand)]
+        action: transform_cli::DocsAction,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -353,6 +371,34 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Jobs(args) => {
             init_logging_quiet(&config);
             ingest_cli::jobs(&config, args).await
+        }
+        Command::Build(args) => {
+            init_logging_quiet(&config);
+            transform_cli::run_command(&config, polder_transform::Command::Build, args).await
+        }
+        Command::Run(args) => {
+            init_logging_quiet(&config);
+            transform_cli::run_command(&config, polder_transform::Command::Run, args).await
+        }
+        Command::Test(args) => {
+            init_logging_quiet(&config);
+            transform_cli::run_command(&config, polder_transform::Command::Test, args).await
+        }
+        Command::Seed(args) => {
+            init_logging_quiet(&config);
+            transform_cli::run_command(&config, polder_transform::Command::Seed, args).await
+        }
+        Command::Compile(args) => {
+            init_logging_quiet(&config);
+            transform_cli::compile(&config, args).await
+        }
+        Command::Ls(args) => {
+            init_logging_quiet(&config);
+            transform_cli::ls(&config, args).await
+        }
+        Command::Docs { action } => {
+            init_logging_quiet(&config);
+            transform_cli::docs(&config, action).await
         }
     }
 }

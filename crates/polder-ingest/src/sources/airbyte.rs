@@ -268,12 +268,15 @@ impl Source for AirbyteSource {
             Ok::<_, IngestError>(())
         }
         .await;
-        let tail = session.stderr_tail();
+        let stderr = session.stderr_log();
+        let finished = match read {
+            Ok(()) => session.finish().await.map(drop),
+            Err(err) => Err(err),
+        };
         if let Ok(mut log) = context.log_tail.lock() {
-            *log = tail;
+            *log = stderr.render();
         }
-        read?;
-        session.finish().await?;
+        finished?;
 
         let mut pending = Vec::new();
         for (i, (schema, mut batcher, mut batches, count)) in batchers.into_iter().enumerate() {
