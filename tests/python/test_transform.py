@@ -18,12 +18,14 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import pytest
+import requests
 
-from conftest import POLDER_BIN
+from conftest import POLDER_BIN, _running_polder
 
 PROJECT = Path(__file__).resolve().parents[2] / "examples" / "jaffle_shop"
 DBT_VENV = Path(os.environ.get("POLDER_DBT_VENV", str(Path.home() / ".cache/polder-dbt")))
@@ -560,3 +562,75 @@ def test_docs_generate_writes_index_html(built):
     html = index.read_text()
     for name in ["customers", "orders", "daily_revenue", "stg_payments", "raw_customers", "revenue_dashboard"]:
         assert name in html, name
+
+
+# ---------------------------------------------------------------- REST API
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A server of its own: the demo dataset has tables named like the project's."""
+    with _running_polder(tmp_path_factory, demo=False, env_overrides={"POLDER_AUTH_ENABLED": "false"}) as running:
+        yield running
+
+
+def test_rest_api_runs_a_project_and_reports_lineage_and_last_runs(server, tmp_path):
+    project = copy_project(tmp_path / "jaffle_shop")
+    cli = Polder(server.data_dir)
+    api = f"{server.http_url}/api/v1"
+
+    missing = requests.post(f"{api}/projects/jaffle_shop/build", json={}, timeout=30)
+    assert missing.status_code == 404 and "polder build" in missing.json()["error"]["message"], missing.text
+
+    # A CLI run makes the project known to the server (the API never takes a path).
+    cli.dbt("seed", project)
+    projects = requests.get(f"{api}/projects", timeout=30).json()["projects"]
+    assert [p["name"] for p in projects] == ["jaffle_shop"], projects
+
+    run = requests.post(f"{api}/projects/jaffle_shop/build?wait=true", json={"select": ["+orders"], "exclude": ["stg_customers", "customers"], "threads": 2}, timeout=300)
+    assert run.status_code == 200, run.text
+    run = run.json()
+    assert run["status"] == "succeeded" and run["command"] == "build", [(r["unique_id"], r["status"], r["message"]) for r in run["results"] if r["status"] not in ("success", "pass")]
+    statuses = {r["unique_id"]: r["status"] for r in run["results"]}
+    assert statuses["model.jaffle_shop.orders"] == "success", statuses
+    assert "model.jaffle_shop.customers" not in statuses, "only orders and its ancestors were selected"
+    assert not any("stg_customers" in u for u in statuses), "stg_customers and its tests were excluded"
+    assert run["summary"]["ERROR"] == 0 and run["summary"]["PASS"] + run["summary"]["WARN"] == len(statuses), run["summary"]
+    with server.connect() as pg:
+        assert pg.execute("SELECT count(*) FROM gold.orders").fetchone()[0] == 99
+
+    # Lineage and each node's last run, for the UI.
+    detail = requests.get(f"{api}/projects/jaffle_shop", timeout=30).json()
+    nodes = {n["unique_id"]: n for n in detail["nodes"]}
+    orders = nodes["model.jaffle_shop.orders"]
+    assert set(orders["depends_on"]) == {"model.jaffle_shop.stg_orders", "model.jaffle_shop.stg_payments"}, orders
+    assert orders["relation"] == "gold.orders" and orders["last_run"]["status"] == "success", orders
+    assert orders["last_run"]["run_id"] == run["id"]
+    assert nodes["seed.jaffle_shop.raw_orders"]["last_run"]["status"] == "success"
+    assert nodes["model.jaffle_shop.stg_customers"]["last_run"] is None, "never run"
+    assert nodes["exposure.jaffle_shop.revenue_dashboard"]["resource_type"] == "exposure"
+
+    # Without ?wait the answer comes at once with the run's id; the run finishes on its own.
+    started = requests.post(f"{api}/projects/jaffle_shop/test", json={"select": ["stg_payments"]}, timeout=60)
+    assert started.status_code == 202, started.text
+    run_id = started.json()["id"]
+    for _ in range(300):
+        later = requests.get(f"{api}/projects/jaffle_shop/runs/{run_id}", timeout=30).json()
+        if later["status"] != "running":
+            break
+        time.sleep(0.1)
+    assert later["status"] == "succeeded", later
+    assert {r["status"] for r in later["results"]} == {"pass", "warn"}, later["results"]
+    history = requests.get(f"{api}/projects/jaffle_shop/runs?limit=10", timeout=30).json()["runs"]
+    assert [r["id"] for r in history[:2]] == [run_id, run["id"]], history
+    assert history[-1]["command"] == "seed" and history[-1]["trigger"].startswith("cli:")
+
+    # Bad input: a clear error, and the server keeps serving.
+    bad_selector = requests.post(f"{api}/projects/jaffle_shop/run?wait=true", json={"select": ["tag:"]}, timeout=60)
+    assert bad_selector.status_code == 400, bad_selector.text
+    unknown_field = requests.post(f"{api}/projects/jaffle_shop/run", json={"selcet": ["orders"]}, timeout=60)
+    assert unknown_field.status_code in (400, 422) and "selcet" in unknown_field.text, unknown_field.text
+    unknown_command = requests.post(f"{api}/projects/jaffle_shop/deploy", json={}, timeout=60)
+    assert unknown_command.status_code == 404, unknown_command.text
+    assert requests.get(f"{api}/projects/jaffle_shop/runs/nope", timeout=30).status_code == 404
+    assert requests.get(f"{server.http_url}/health", timeout=30).status_code == 200

@@ -348,7 +348,7 @@ mod tests {
                 None
             }
         }
-        let project = Project::load(&crate::test_support::fixture("jaffle"), &Default::default())
+        let project = Project::load(&crate::test_support::example("jaffle_shop"), &Default::default())
             .expect("load");
         let graph = Graph::build(&project).expect("graph");
         let mut compiled = BTreeMap::new();
@@ -384,7 +384,7 @@ mod tests {
         );
         assert_eq!(manifest["metadata"]["project_name"], "jaffle_shop");
         let orders = &manifest["nodes"][&id];
-        assert_eq!(orders["relation_name"], "public.orders");
+        assert_eq!(orders["relation_name"], "gold.orders");
         assert_eq!(orders["config"]["materialized"], "table");
         assert_eq!(orders["compiled"], true);
         assert!(

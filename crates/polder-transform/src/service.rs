@@ -112,6 +112,13 @@ impl Transformations {
         on_progress: Arc<dyn Fn(Progress) + Send + Sync>,
     ) -> Result<RunOutcome> {
         let project = &loaded.project;
+        // A selector that does not parse is bad input, refused before a run is recorded.
+        loaded.graph.select(
+            project,
+            &options.select,
+            &options.exclude,
+            &options.command.resource_types(),
+        )?;
         let _running = self.claim(&project.name)?;
         self.register(project, &loaded.graph, trigger).await?;
         let context = CompileContext {

@@ -53,8 +53,9 @@ pub fn compile(project: &Project, unique_id: &str) -> String {
         .sql
 }
 
-pub fn fixture(name: &str) -> std::path::PathBuf {
+/// A project of the repository's `examples/` folder (the demo jaffle shop).
+pub fn example(name: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures")
+        .join("../../examples")
         .join(name)
 }
