@@ -634,3 +634,38 @@ def test_rest_api_runs_a_project_and_reports_lineage_and_last_runs(server, tmp_p
     assert unknown_command.status_code == 404, unknown_command.text
     assert requests.get(f"{api}/projects/jaffle_shop/runs/nope", timeout=30).status_code == 404
     assert requests.get(f"{server.http_url}/health", timeout=30).status_code == 200
+
+
+# ---------------------------------------------------------------- source freshness
+
+
+def test_source_freshness_judges_each_table_by_its_newest_load(cli, tmp_path):
+    for name, age in [("events", "5 minutes"), ("warm_events", "2 hours"), ("old_events", "3 days"), ("unchecked", "9 days")]:
+        cli.run("sql", f"CREATE TABLE bronze.{name} AS SELECT 1 AS id, now() - INTERVAL '{age}' AS _polder_extracted_at")
+    project = tmp_path / "fresh"
+    (project / "models").mkdir(parents=True)
+    (project / "dbt_project.yml").write_text("name: fresh\nversion: '1.0'\nconfig-version: 2\n")
+    (project / "models" / "sources.yml").write_text(
+        "version: 2\nsources:\n  - name: raw\n    schema: bronze\n    loaded_at_field: _polder_extracted_at\n"
+        "    freshness:\n      warn_after: {count: 1, period: hour}\n      error_after: {count: 1, period: day}\n"
+        "    tables:\n      - name: events\n      - name: warm_events\n      - name: old_events\n"
+        "      - name: unchecked\n        freshness: null\n"
+    )
+    (project / "models" / "all_events.sql").write_text("select * from {{ source('raw', 'events') }}\n")
+
+    done = cli.run("source", "freshness", "--project-dir", str(project), check=False)
+    assert done.returncode == 1, output(done)
+    assert "ERROR STALE freshness of raw.old_events" in done.stdout, done.stdout
+    report = json.loads((project / "target" / "sources.json").read_text())
+    statuses = {r["unique_id"]: r["status"] for r in report["results"]}
+    assert statuses == {
+        "source.fresh.raw.events": "pass",
+        "source.fresh.raw.warm_events": "warn",
+        "source.fresh.raw.old_events": "error",
+    }, statuses
+    old = next(r for r in report["results"] if r["unique_id"] == "source.fresh.raw.old_events")
+    assert 3 * 86400 - 120 < old["max_loaded_at_time_ago_in_s"] < 3 * 86400 + 600, old
+
+    fresh_only = cli.run("source", "freshness", "--project-dir", str(project), "-s", "source:raw.events")
+    assert "PASS freshness of raw.events" in fresh_only.stdout, fresh_only.stdout
+    assert len(json.loads((project / "target" / "sources.json").read_text())["results"]) == 1

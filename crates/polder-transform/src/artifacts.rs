@@ -348,8 +348,11 @@ mod tests {
                 None
             }
         }
-        let project = Project::load(&crate::test_support::example("jaffle_shop"), &Default::default())
-            .expect("load");
+        let project = Project::load(
+            &crate::test_support::example("jaffle_shop"),
+            &Default::default(),
+        )
+        .expect("load");
         let graph = Graph::build(&project).expect("graph");
         let mut compiled = BTreeMap::new();
         let id = "model.jaffle_shop.orders".to_string();

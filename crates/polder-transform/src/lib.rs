@@ -17,6 +17,7 @@ mod builtin_macros;
 pub mod compile;
 pub mod docs_site;
 mod error;
+pub mod freshness;
 pub mod graph;
 pub mod jinja;
 pub mod project;
@@ -33,6 +34,7 @@ pub use compile::{
     test_query,
 };
 pub use error::{Result, TransformError};
+pub use freshness::FreshnessResult;
 pub use graph::Graph;
 pub use project::{
     ColumnInfo, Exposure, LoadOptions, Node, NodeConfig, Project, ResourceType, SourceTable,

@@ -280,6 +280,32 @@ impl Transformations {
         Ok(selected.into_iter().collect())
     }
 
+    /// `source freshness`: checks the selected source tables that have a `loaded_at_field` and
+    /// a freshness rule, and writes `target/sources.json`.
+    pub async fn freshness(
+        &self,
+        loaded: &LoadedProject,
+        select: &[String],
+        exclude: &[String],
+    ) -> Result<Vec<crate::freshness::FreshnessResult>> {
+        let project = &loaded.project;
+        let clock = std::time::Instant::now();
+        let selected = loaded
+            .graph
+            .select(project, select, exclude, &[ResourceType::Source])?;
+        let mut results = Vec::new();
+        for source in crate::freshness::checkable(project.sources.values(), &selected) {
+            results.push(crate::freshness::check(&self.engine, source).await);
+        }
+        let json =
+            crate::freshness::sources_json(&results, clock.elapsed().as_secs_f64(), &new_run_id());
+        write_file(
+            &project.target_path.join("sources.json"),
+            &serde_json::to_string(&json).unwrap_or_default(),
+        )?;
+        Ok(results)
+    }
+
     /// Writes the documentation site into `target/`, with the column types of every relation
     /// the project built, and returns the index page's path.
     pub async fn docs(&self, loaded: &LoadedProject) -> Result<PathBuf> {

@@ -108,6 +108,11 @@ enum Command {
     Compile(transform_cli::ProjectArgs),
     /// dbt: list the selected nodes of a project.
     Ls(transform_cli::LsArgs),
+    /// dbt: checks of a project's sources (`source freshness`).
+    Source {
+        #[command(subcommand)]
+        action: transform_cli::SourceAction,
+    },
     /// dbt: the project's documentation site (models, columns, tests, lineage).
     Docs {
         #[command(subcommand)]
@@ -395,6 +400,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ls(args) => {
             init_logging_quiet(&config);
             transform_cli::ls(&config, args).await
+        }
+        Command::Source { action } => {
+            init_logging_quiet(&config);
+            transform_cli::source(&config, action).await
         }
         Command::Docs { action } => {
             init_logging_quiet(&config);

@@ -79,6 +79,16 @@ pub(crate) enum DocsAction {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub(crate) enum SourceAction {
+    /// How long ago each selected source table was loaded, against its freshness rules
+    /// (writes target/sources.json; non-zero exit when one is past error_after).
+    Freshness {
+        #[command(flatten)]
+        project: ProjectArgs,
+    },
+}
+
 fn parse_vars(text: Option<&str>) -> anyhow::Result<Map<String, Value>> {
     let Some(text) = text else {
         return Ok(Map::new());
@@ -368,4 +378,71 @@ pub(crate) async fn docs(config: &Config, action: DocsAction) -> anyhow::Result<
     );
     polder_server::serve_static_dir(&dir, ("127.0.0.1", port)).await?;
     Ok(())
+}
+
+pub(crate) async fn source(config: &Config, action: SourceAction) -> anyhow::Result<()> {
+    let SourceAction::Freshness { project } = action;
+    let transformations = open(config).await?;
+    let loaded = load(&transformations, &project, 1)?;
+    let results = transformations
+        .freshness(
+            &loaded,
+            &split_selectors(&project.select),
+            &split_selectors(&project.exclude),
+        )
+        .await?;
+    let total = results.len();
+    if total == 0 {
+        println!(
+            "{}  No source has a loaded_at_field and a freshness rule to check.",
+            stamp()
+        );
+    }
+    let mut failed = false;
+    for (i, result) in results.iter().enumerate() {
+        let word = match result.status.as_str() {
+            "pass" => "PASS",
+            "warn" => "WARN",
+            "error" => "ERROR STALE",
+            _ => "ERROR",
+        };
+        failed |= result.status != "pass" && result.status != "warn";
+        let age = result
+            .age_seconds
+            .map(|a| format!(", loaded {} ago", human_age(a)))
+            .unwrap_or_default();
+        println!(
+            "{}",
+            line(
+                i + 1,
+                total,
+                &format!("{word} freshness of {}{age}", result.name),
+                &format!("{word} in {:.2}s", result.execution_time)
+            )
+        );
+        if let Some(message) = &result.message {
+            println!("{}    {message}", stamp());
+        }
+    }
+    println!(
+        "{}  Done. {} source table(s) checked, written to {}",
+        stamp(),
+        total,
+        loaded.project.target_path.join("sources.json").display()
+    );
+    if failed {
+        std::io::stdout().flush().ok();
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+fn human_age(seconds: f64) -> String {
+    let seconds = seconds.max(0.0) as u64;
+    match seconds {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    }
 }
