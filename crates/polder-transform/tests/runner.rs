@@ -287,3 +287,72 @@ async fn fail_fast_skips_what_has_not_started() {
             .all(|r| r.status != "success" || r.unique_id == "seed.shop.raw_orders")
     );
 }
+
+/// dbt's cross-database macros render SQL that Polder's engine runs, with the values dbt's
+/// PostgreSQL implementations give.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cross_database_macros_run_on_the_engine() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("macros");
+    write(
+        &root,
+        "dbt_project.yml",
+        "name: m\nversion: '1.0'\nconfig-version: 2\nmodels:\n  m:\n    +materialized: table\n",
+    );
+    write(
+        &root,
+        "models/dates.sql",
+        "select\n\
+         {{ dbt.datediff(\"cast('2024-01-31' as date)\", \"cast('2024-03-01' as date)\", 'day') }} as days,\n\
+         {{ dbt.datediff(\"cast('2024-01-31' as date)\", \"cast('2024-03-01' as date)\", 'month') }} as months,\n\
+         {{ dbt.datediff(\"cast('2023-12-31' as date)\", \"cast('2024-01-01' as date)\", 'year') }} as years,\n\
+         {{ dbt.datediff(\"cast('2024-01-01 10:00:00' as timestamp)\", \"cast('2024-01-01 12:30:00' as timestamp)\", 'hour') }} as hours,\n\
+         cast({{ dbt.dateadd('day', 3, \"cast('2024-02-27' as date)\") }} as date) as plus_three,\n\
+         cast({{ dbt.date_trunc('month', \"cast('2024-02-17' as date)\") }} as date) as month_start,\n\
+         cast({{ dbt.last_day(\"cast('2024-02-17' as date)\", 'month') }} as date) as month_end\n",
+    );
+    write(
+        &root,
+        "models/strings.sql",
+        "with t as (select 'a,b,c' as s, 'it''s' as q union all select 'x,y', 'no')\n\
+         select\n\
+         {{ dbt.split_part('s', \"','\", 2) }} as second_part,\n\
+         {{ dbt.concat(['s', \"'!'\"]) }} as shout,\n\
+         {{ dbt.length('s') }} as len,\n\
+         {{ dbt.position(\"','\", 's') }} as comma_at,\n\
+         {{ dbt.right('s', 2) }} as tail,\n\
+         {{ dbt.replace('s', \"','\", \"';'\") }} as semis,\n\
+         {{ dbt.safe_cast(\"'12'\", dbt.type_int()) }} as twelve,\n\
+         {{ dbt.string_literal(dbt.escape_single_quotes(\"it's\")) }} as literal,\n\
+         length({{ dbt.hash('s') }}) as hash_length\n\
+         from t\n",
+    );
+    write(
+        &root,
+        "models/aggregates.sql",
+        "with t as (select 1 as g, 'b' as v, true as f union all select 1, 'a', false)\n\
+         select g, {{ dbt.listagg('v', \"'/'\", 'order by v') }} as vs, {{ dbt.bool_or('f') }} as any_f,\n\
+         {{ dbt.cast_bool_to_text('true') }} as t_text, {{ dbt.any_value('v') }} is not null as has_value\n\
+         from t group by g\n",
+    );
+    let engine = engine(dir.path()).await;
+    let transformations = Transformations::new(engine.clone());
+    let report = build(&transformations, &root, options(Command::Run)).await;
+    assert!(report.succeeded(), "{:#?}", report.results);
+    assert_eq!(
+        rows(&engine, "SELECT days, months, years, hours, plus_three, month_start, month_end FROM public.dates").await,
+        vec!["30,2,1,2,2024-03-01,2024-02-01,2024-02-29"]
+    );
+    assert_eq!(
+        rows(&engine, "SELECT second_part, shout, len, comma_at, tail, semis, twelve, literal, hash_length FROM public.strings ORDER BY len").await,
+        vec!["y,x,y!,3,2,,y,x;y,12,it's,32", "b,a,b,c!,5,2,,c,a;b;c,12,it's,32"]
+    );
+    assert_eq!(
+        rows(
+            &engine,
+            "SELECT vs, any_f, t_text, has_value FROM public.aggregates"
+        )
+        .await,
+        vec!["a/b,true,true,true"]
+    );
+}
