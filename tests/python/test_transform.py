@@ -669,3 +669,82 @@ def test_source_freshness_judges_each_table_by_its_newest_load(cli, tmp_path):
     fresh_only = cli.run("source", "freshness", "--project-dir", str(project), "-s", "source:raw.events")
     assert "PASS freshness of raw.events" in fresh_only.stdout, fresh_only.stdout
     assert len(json.loads((project / "target" / "sources.json").read_text())["results"]) == 1
+
+
+# ---------------------------------------------------------------- schedules, kill -9
+
+
+def chain_project(root: Path, models: int) -> Path:
+    """`models` table models in a chain: m000 <- m001 <- ...; model i holds step = i."""
+    (root / "models").mkdir(parents=True)
+    (root / "dbt_project.yml").write_text(
+        "name: chain\nversion: '1.0'\nconfig-version: 2\nmodels:\n  chain:\n    +materialized: table\n")
+    (root / "models" / "m000.sql").write_text("select 0 as step, 1 as v\n")
+    for i in range(1, models):
+        (root / "models" / f"m{i:03d}.sql").write_text(
+            f"select step + 1 as step, (v * 2) % 1000003 as v from {{{{ ref('m{i - 1:03d}') }}}}\n")
+    return root
+
+
+def test_kill_9_during_a_build_keeps_every_committed_model_and_the_next_build_finishes(cli, tmp_path):
+    project = chain_project(tmp_path / "chain", 120)
+    build = subprocess.Popen(
+        [POLDER_BIN, "--data-dir", str(cli.data_dir), "build", "--project-dir", str(project), "--threads", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=cli.env,
+    )
+    finished = []
+    try:
+        for line in build.stdout:
+            match = re.search(r"OK created sql table model public\.(m\d{3})", line)
+            if match:
+                finished.append(match.group(1))
+            if len(finished) >= 15:
+                build.kill()  # SIGKILL, in the middle of the next model
+                break
+    finally:
+        build.kill()
+        build.wait(timeout=60)
+    assert len(finished) >= 15, f"the build ended before it could be killed: {finished}"
+
+    # Everything that was reported done is there, with its rows.
+    for name in finished:
+        assert cli.scalar(f"SELECT step FROM public.{name}") == int(name[1:]), name
+
+    # The next build finishes the job, and the killed run is on record as interrupted.
+    again = cli.dbt("build", project)
+    assert "Done. PASS=120 WARN=0 ERROR=0 SKIP=0 TOTAL=120" in again.stdout, again.stdout
+    assert cli.scalar("SELECT step FROM public.m119") == 119
+    runs = json.loads(cli.run("project", "runs", "chain", "--json").stdout)
+    assert [r["status"] for r in runs] == ["succeeded", "failed"], runs
+    assert runs[1]["error"].startswith("interrupted"), runs[1]
+
+
+def test_a_schedule_runs_the_project_inside_serve(server, tmp_path):
+    project = copy_project(tmp_path / "jaffle_shop")
+    cli = Polder(server.data_dir)
+    api = f"{server.http_url}/api/v1"
+    cli.dbt("seed", project)
+
+    bad = requests.patch(f"{api}/projects/jaffle_shop", json={"schedule": "every hour"}, timeout=30)
+    assert bad.status_code == 400 and "5 fields" in bad.json()["error"]["message"], bad.text
+    unknown = requests.patch(f"{api}/projects/nope", json={"schedule": "* * * * *"}, timeout=30)
+    assert unknown.status_code == 404, unknown.text
+
+    before = {r["id"] for r in requests.get(f"{api}/projects/jaffle_shop/runs?limit=100", timeout=30).json()["runs"]}
+    cli.run("project", "schedule", "jaffle_shop", "--cron", "*/2 * * * * *", "--command", "run", "-s", "stg_customers")
+    listed = requests.get(f"{api}/projects", timeout=30).json()["projects"]
+    mine = next(p for p in listed if p["name"] == "jaffle_shop")
+    assert mine["schedule"] == "*/2 * * * * *" and mine["scheduled_run"]["command"] == "run", mine
+    scheduled = []
+    for _ in range(150):
+        runs = requests.get(f"{api}/projects/jaffle_shop/runs?limit=100", timeout=30).json()["runs"]
+        scheduled = [r for r in runs if r["id"] not in before and r["trigger"] == "schedule" and r["status"] != "running"]
+        if scheduled:
+            break
+        time.sleep(0.2)
+    assert scheduled, "no scheduled run within 30 s"
+    assert scheduled[0]["status"] == "succeeded", scheduled[0]
+    assert [r["unique_id"] for r in scheduled[0]["results"]] == ["model.jaffle_shop.stg_customers"]
+
+    cli.run("project", "schedule", "jaffle_shop", "--none")
+    assert "manual" in cli.run("project", "list").stdout

@@ -2,10 +2,14 @@
 -- runs, and the runs themselves. Portable SQL: SQLite and PostgreSQL.
 
 -- A dbt project Polder has run: its name (from dbt_project.yml) and where its files are on
--- the host that ran it. Runs through the API address projects by this name only.
+-- the host that ran it. Runs through the API address projects by this name only. `schedule`
+-- is a cron expression (or empty) for `polder serve` to run `schedule_run` (JSON: command,
+-- selection, flags) by.
 CREATE TABLE polder_transform_projects (
     name            TEXT    NOT NULL PRIMARY KEY,
     root            TEXT    NOT NULL,
+    schedule        TEXT    NOT NULL,
+    schedule_run    TEXT    NOT NULL,
     created_by      TEXT    NOT NULL,
     created_at      BIGINT  NOT NULL,
     updated_at      BIGINT  NOT NULL

@@ -13,6 +13,10 @@ type Result<T, E = CatalogError> = std::result::Result<T, E>;
 pub struct TransformProjectRecord {
     pub name: String,
     pub root: String,
+    /// A cron expression, or empty when the project runs only when asked.
+    pub schedule: String,
+    /// JSON: what a scheduled run does (command, selection, flags).
+    pub schedule_run: String,
     pub created_by: String,
     pub created_at: i64,
     pub updated_at: i64,
@@ -101,7 +105,7 @@ fn run_from_row(row: &AnyRow) -> Result<TransformRunRecord> {
 }
 
 impl CatalogStore {
-    /// Records a project (or moves it to a new directory), keeping its creator.
+    /// Records a project (or moves it to a new directory), keeping its creator and schedule.
     pub async fn upsert_transform_project(&self, project: &TransformProjectRecord) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         let updated = sqlx::query(
@@ -114,10 +118,12 @@ impl CatalogStore {
         .await?;
         if updated.rows_affected() == 0 {
             sqlx::query(
-                "INSERT INTO polder_transform_projects (name, root, created_by, created_at, updated_at) VALUES ($1, $2, $3, $4, $5)",
+                "INSERT INTO polder_transform_projects (name, root, schedule, schedule_run, created_by, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
             .bind(&project.name)
             .bind(&project.root)
+            .bind(&project.schedule)
+            .bind(&project.schedule_run)
             .bind(&project.created_by)
             .bind(project.created_at)
             .bind(project.updated_at)
@@ -128,12 +134,43 @@ impl CatalogStore {
         Ok(())
     }
 
+    /// Sets (or with an empty `schedule`, clears) a project's schedule; `false` when there is
+    /// no such project.
+    pub async fn set_transform_schedule(
+        &self,
+        name: &str,
+        schedule: &str,
+        schedule_run: &str,
+    ) -> Result<bool> {
+        let updated = sqlx::query(
+            "UPDATE polder_transform_projects SET schedule = $2, schedule_run = $3, updated_at = $4 WHERE name = $1",
+        )
+        .bind(name)
+        .bind(schedule)
+        .bind(schedule_run)
+        .bind(now_millis())
+        .execute(&self.pool)
+        .await?;
+        Ok(updated.rows_affected() > 0)
+    }
+
+    /// Runs in `status` (`running`, say), oldest first.
+    pub async fn transform_runs_in_status(&self, status: &str) -> Result<Vec<TransformRunRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {RUN_COLUMNS} FROM polder_transform_runs WHERE status = $1 ORDER BY started_at"
+        ))
+        .bind(status)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(run_from_row).collect()
+    }
+
     pub async fn get_transform_project(
         &self,
         name: &str,
     ) -> Result<Option<TransformProjectRecord>> {
         let row = sqlx::query(
-            "SELECT name, root, created_by, created_at, updated_at FROM polder_transform_projects WHERE name = $1",
+            "SELECT name, root, schedule, schedule_run, created_by, created_at, updated_at FROM polder_transform_projects WHERE name = $1",
         )
         .bind(name)
         .fetch_optional(&self.pool)
@@ -143,7 +180,7 @@ impl CatalogStore {
 
     pub async fn list_transform_projects(&self) -> Result<Vec<TransformProjectRecord>> {
         let rows = sqlx::query(
-            "SELECT name, root, created_by, created_at, updated_at FROM polder_transform_projects ORDER BY name",
+            "SELECT name, root, schedule, schedule_run, created_by, created_at, updated_at FROM polder_transform_projects ORDER BY name",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -312,8 +349,10 @@ fn project_from_row(row: &AnyRow) -> Result<TransformProjectRecord> {
     Ok(TransformProjectRecord {
         name: row.try_get(0)?,
         root: row.try_get(1)?,
-        created_by: row.try_get(2)?,
-        created_at: row.try_get(3)?,
-        updated_at: row.try_get(4)?,
+        schedule: row.try_get(2)?,
+        schedule_run: row.try_get(3)?,
+        created_by: row.try_get(4)?,
+        created_at: row.try_get(5)?,
+        updated_at: row.try_get(6)?,
     })
 }

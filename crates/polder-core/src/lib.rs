@@ -3,6 +3,8 @@
 pub mod config;
 pub mod error;
 pub mod names;
+pub mod runner;
+pub mod schedule;
 pub mod secret;
 pub mod security;
 

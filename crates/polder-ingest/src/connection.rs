@@ -237,7 +237,8 @@ impl ConnectionSpec {
             }
         }
         if let Some(schedule) = &self.schedule {
-            crate::schedule::parse_schedule(schedule)?;
+            polder_core::schedule::parse_schedule(schedule)
+                .map_err(|e| IngestError::Config(e.to_string()))?;
         }
         Ok(())
     }

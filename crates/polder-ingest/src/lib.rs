@@ -15,7 +15,6 @@ pub mod http_api;
 pub mod mysql;
 pub mod postgres;
 pub mod records;
-pub mod schedule;
 pub mod service;
 pub mod sources;
 pub mod sync;

@@ -2,12 +2,13 @@
 //! catalog, credentials sealed in the vault), their checks and discovery, and sync jobs with
 //! retries, progress and history.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use polder_catalog::{CatalogError, ConnectionRecord, JobRecord, SecretVault};
+use polder_core::schedule::CronPlanner;
 use polder_engine::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -59,13 +60,6 @@ fn schedule_patch<'de, D: serde::Deserializer<'de>>(
 ) -> std::result::Result<Option<Option<String>>, D::Error> {
     let value: Option<String> = Option::deserialize(deserializer)?;
     Ok(Some(value.filter(|s| !s.trim().is_empty())))
-}
-
-/// A connection's schedule as the scheduler keeps it between ticks.
-struct Planned {
-    text: String,
-    cron: croner::Cron,
-    due: DateTime<Utc>,
 }
 
 /// A job as shown by `polder jobs` and the API.
@@ -132,28 +126,10 @@ pub struct Ingestion {
     running: Mutex<HashSet<String>>,
 }
 
-fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "localhost".to_string())
-}
-
-/// Whether the process that owns a job may still be running it.
+/// Whether the process that owns a job may still be running it (jobs always have a heartbeat).
 fn runner_alive(runner: &str, heartbeat_at: Option<i64>) -> bool {
-    let this_host = host_name();
-    if let Some((host, pid)) = runner.rsplit_once(':')
-        && host == this_host
-        && let Ok(pid) = pid.parse::<u32>()
-    {
-        if pid == std::process::id() {
-            return true;
-        }
-        return std::path::Path::new(&format!("/proc/{pid}")).exists();
-    }
-    heartbeat_at.is_some_and(|at| polder_catalog::now() - at < STALE_AFTER_MS)
+    polder_core::runner::runner_alive(runner, heartbeat_at, polder_catalog::now(), STALE_AFTER_MS)
+        .unwrap_or(false)
 }
 
 fn merge_patch(target: &mut Value, patch: &Value) {
@@ -176,7 +152,7 @@ impl Ingestion {
         Ingestion {
             engine,
             vault,
-            runner: format!("{}:{}", host_name(), std::process::id()),
+            runner: polder_core::runner::runner_identity(),
             running: Mutex::new(HashSet::new()),
         }
     }
@@ -671,9 +647,9 @@ impl Ingestion {
             if let Err(err) = self.sweep_interrupted().await {
                 tracing::warn!(error = %err, "could not check for interrupted jobs");
             }
-            let mut next: HashMap<String, Planned> = HashMap::new();
+            let mut planner = CronPlanner::new();
             loop {
-                if let Err(err) = self.schedule_tick(&mut next).await {
+                if let Err(err) = self.schedule_tick(&mut planner).await {
                     tracing::warn!(error = %err, "scheduler could not read connections");
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -681,40 +657,12 @@ impl Ingestion {
         })
     }
 
-    async fn schedule_tick(self: &Arc<Self>, next: &mut HashMap<String, Planned>) -> Result<()> {
+    async fn schedule_tick(self: &Arc<Self>, planner: &mut CronPlanner) -> Result<()> {
         let now = Utc::now();
-        let mut seen = HashSet::new();
         for record in self.store().list_connections().await? {
-            if record.schedule.is_empty() {
+            if record.schedule.is_empty() || !planner.due(&record.name, &record.schedule, now) {
                 continue;
             }
-            seen.insert(record.name.clone());
-            // Parsed once per schedule text, not on every tick.
-            let stale = next
-                .get(&record.name)
-                .is_none_or(|planned| planned.text != record.schedule);
-            if stale {
-                let Ok(cron) = crate::schedule::parse_schedule(&record.schedule) else {
-                    continue;
-                };
-                let due = crate::schedule::next_run(&cron, now).unwrap_or(DateTime::<Utc>::MAX_UTC);
-                next.insert(
-                    record.name.clone(),
-                    Planned {
-                        text: record.schedule.clone(),
-                        cron,
-                        due,
-                    },
-                );
-            }
-            let Some(planned) = next.get_mut(&record.name) else {
-                continue;
-            };
-            if planned.due > now {
-                continue;
-            }
-            planned.due =
-                crate::schedule::next_run(&planned.cron, now).unwrap_or(DateTime::<Utc>::MAX_UTC);
             let busy = self
                 .running
                 .lock()
@@ -740,7 +688,7 @@ impl Ingestion {
                 }
             });
         }
-        next.retain(|name, _| seen.contains(name));
+        planner.end_round();
         Ok(())
     }
 }
@@ -762,7 +710,7 @@ mod tests {
 
     #[test]
     fn dead_local_runners_are_detected() {
-        let host = host_name();
+        let host = polder_core::runner::host_name();
         assert!(runner_alive(
             &format!("{host}:{}", std::process::id()),
             None

@@ -99,7 +99,7 @@ pub(crate) fn router(state: AppState) -> Router {
         )
         .route(
             "/api/v1/projects/{name}",
-            get(crate::http_transform::get_project),
+            get(crate::http_transform::get_project).patch(crate::http_transform::schedule_project),
         )
         .route(
             "/api/v1/projects/{name}/runs",

@@ -34,7 +34,14 @@ pub(crate) async fn list_projects(State(state): State<AppState>) -> Response {
         Ok(projects) => {
             let projects: Vec<Value> = projects
                 .into_iter()
-                .map(|p| json!({"name": p.name, "root": p.root, "created_by": p.created_by, "updated_at": p.updated_at}))
+                .map(|p| {
+                    let run: Value = serde_json::from_str(&p.schedule_run).unwrap_or(Value::Null);
+                    json!({
+                        "name": p.name, "root": p.root, "created_by": p.created_by, "updated_at": p.updated_at,
+                        "schedule": if p.schedule.is_empty() { Value::Null } else { Value::String(p.schedule) },
+                        "scheduled_run": run,
+                    })
+                })
                 .collect();
             Json(json!({ "projects": projects })).into_response()
         }
@@ -80,6 +87,51 @@ fn unknown_project(name: &str) -> Response {
         ),
         None,
     )
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ScheduleRequest {
+    /// A cron expression (UTC), or null to stop the schedule.
+    schedule: Option<String>,
+    #[serde(default)]
+    run: polder_transform::ScheduledRun,
+}
+
+/// `PATCH /api/v1/projects/{name}`: sets or clears the project's schedule.
+pub(crate) async fn schedule_project(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    body: Result<Json<ScheduleRequest>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    if let Err(response) = require_engineer("schedule transformation projects") {
+        return response;
+    }
+    let request = match body {
+        Ok(Json(request)) => request,
+        Err(rejection) => {
+            return error_response(ErrorKind::InvalidInput, &rejection.body_text(), None);
+        }
+    };
+    let result = state
+        .transformations
+        .set_schedule(&name, request.schedule.as_deref(), &request.run)
+        .await;
+    let message = result.as_ref().err().map(ToString::to_string);
+    crate::http_secrets::audit_change(
+        &state,
+        "project",
+        &format!("schedule project {name}"),
+        message.as_deref(),
+    )
+    .await;
+    match result {
+        Ok(()) => {
+            Json(json!({"name": name, "schedule": request.schedule, "scheduled_run": request.run}))
+                .into_response()
+        }
+        Err(err) => transform_error(&err),
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -133,8 +133,10 @@ pub async fn start(
         engine.clone(),
         options.secrets.clone(),
     ));
+    let transformations = polder_transform::Transformations::new(engine.clone());
     if options.run_schedules {
         ingestion.clone().spawn_scheduler();
+        transformations.clone().spawn_scheduler();
     }
     let state = http::AppState {
         engine: engine.clone(),
@@ -145,7 +147,7 @@ pub async fn start(
         secrets: options.secrets.clone(),
         refusals: refusals.clone(),
         ingestion: ingestion.clone(),
-        transformations: polder_transform::Transformations::new(engine.clone()),
+        transformations: transformations.clone(),
     };
     let router = http::router(state).layer(tower_http::trace::TraceLayer::new_for_http());
     let make_service = router.into_make_service_with_connect_info::<SocketAddr>();

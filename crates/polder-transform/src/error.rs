@@ -49,6 +49,12 @@ pub enum TransformError {
     #[error("seed error in {}: {message}", path.display())]
     Seed { path: PathBuf, message: String },
 
+    /// No project of that name has been run on this catalog.
+    #[error(
+        "no transformation project '{0}' (a project is known here once `polder build` has run it)"
+    )]
+    UnknownProject(String),
+
     /// A run of the project is already going on in this process.
     #[error("project '{0}' is already running; wait for that run to finish")]
     Busy(String),
@@ -85,6 +91,7 @@ impl TransformError {
             | TransformError::Sql { .. }
             | TransformError::Seed { .. } => ErrorKind::InvalidInput,
             TransformError::Busy(_) => ErrorKind::Conflict,
+            TransformError::UnknownProject(_) => ErrorKind::NotFound,
             TransformError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
                 ErrorKind::NotFound
             }

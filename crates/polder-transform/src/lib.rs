@@ -41,4 +41,4 @@ pub use project::{
     Target, TestInfo,
 };
 pub use run::{Command, Progress, RunOptions, RunReport};
-pub use service::{LoadedProject, RunOutcome, Transformations, new_run_id};
+pub use service::{LoadedProject, RunOutcome, ScheduledRun, Transformations, new_run_id};

@@ -16,7 +16,34 @@ use crate::compile::{CompileContext, CompiledNode, RelationKind, RelationLookup}
 use crate::error::{Result, TransformError};
 use crate::graph::Graph;
 use crate::project::{LoadOptions, Project, ResourceType, Target};
-use crate::run::{Progress, RunOptions, RunReport, run};
+use crate::run::{Command, Progress, RunOptions, RunReport, run};
+
+/// What a scheduled run of a project does.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScheduledRun {
+    pub command: Command,
+    pub select: Vec<String>,
+    pub exclude: Vec<String>,
+    pub full_refresh: bool,
+    pub vars: Map<String, Value>,
+    pub threads: Option<usize>,
+    pub fail_fast: bool,
+}
+
+impl Default for ScheduledRun {
+    fn default() -> Self {
+        ScheduledRun {
+            command: Command::Build,
+            select: Vec::new(),
+            exclude: Vec::new(),
+            full_refresh: false,
+            vars: Map::new(),
+            threads: None,
+            fail_fast: false,
+        }
+    }
+}
 
 /// A loaded project and its checked graph.
 pub struct LoadedProject {
@@ -120,7 +147,8 @@ impl Transformations {
             &options.command.resource_types(),
         )?;
         let _running = self.claim(&project.name)?;
-        self.register(project, &loaded.graph, trigger).await?;
+        self.sweep_interrupted().await?;
+        self.register(project, trigger).await?;
         let context = CompileContext {
             full_refresh: options.full_refresh,
             run_started_at: Utc::now(),
@@ -149,7 +177,7 @@ impl Transformations {
             summary: "{}".to_string(),
             results: "[]".to_string(),
             error: String::new(),
-            runner: runner_identity(),
+            runner: polder_core::runner::runner_identity(),
         };
         let store = self.engine.catalog_store();
         store
@@ -341,6 +369,124 @@ impl Transformations {
         Ok(project.target_path.join("index.html"))
     }
 
+    /// Marks runs whose process died (a killed `polder build`, a crashed server) as failed:
+    /// what their models committed stays, the rest is at its previous version. Runs of
+    /// another host are left alone (there is no heartbeat to judge them by).
+    pub async fn sweep_interrupted(&self) -> Result<()> {
+        let store = self.engine.catalog_store();
+        let running = store
+            .transform_runs_in_status("running")
+            .await
+            .map_err(catalog_error)?;
+        for mut run in running {
+            let alive =
+                polder_core::runner::runner_alive(&run.runner, None, polder_catalog::now(), 0)
+                    .unwrap_or(true);
+            if alive {
+                continue;
+            }
+            run.status = "failed".to_string();
+            run.finished_at = Some(polder_catalog::now());
+            run.error = format!(
+                "interrupted: the process running it ({}) stopped; models it finished are kept, the others are at their previous version",
+                run.runner
+            );
+            store
+                .update_transform_run(&run)
+                .await
+                .map_err(catalog_error)?;
+        }
+        Ok(())
+    }
+
+    /// Sets or clears (`None`) a project's cron schedule and what a scheduled run does.
+    pub async fn set_schedule(
+        &self,
+        name: &str,
+        schedule: Option<&str>,
+        run: &ScheduledRun,
+    ) -> Result<()> {
+        let text = schedule.map(str::trim).unwrap_or_default();
+        if !text.is_empty() {
+            polder_core::schedule::parse_schedule(text).map_err(|e| TransformError::Project {
+                path: PathBuf::from(name),
+                message: e.to_string(),
+            })?;
+        }
+        let run_json = serde_json::to_string(run).unwrap_or_else(|_| "{}".to_string());
+        let found = self
+            .engine
+            .catalog_store()
+            .set_transform_schedule(name, text, &run_json)
+            .await
+            .map_err(catalog_error)?;
+        if !found {
+            return Err(TransformError::UnknownProject(name.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Runs the projects' cron schedules until the process ends: each project fires at its
+    /// next scheduled time (UTC) unless a run of it is still going on here.
+    pub fn spawn_scheduler(self) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            if let Err(err) = self.sweep_interrupted().await {
+                tracing::warn!(error = %err, "could not check for interrupted transformation runs");
+            }
+            let mut planner = polder_core::schedule::CronPlanner::new();
+            loop {
+                if let Err(err) = self.schedule_tick(&mut planner).await {
+                    tracing::warn!(error = %err, "transformation scheduler could not read projects");
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        })
+    }
+
+    async fn schedule_tick(&self, planner: &mut polder_core::schedule::CronPlanner) -> Result<()> {
+        let now = Utc::now();
+        for project in self.projects().await? {
+            if project.schedule.is_empty() || !planner.due(&project.name, &project.schedule, now) {
+                continue;
+            }
+            let run: ScheduledRun = serde_json::from_str(&project.schedule_run).unwrap_or_default();
+            let this = self.clone();
+            tokio::spawn(async move {
+                let name = project.name.clone();
+                match this.run_scheduled(&project, run).await {
+                    Ok(outcome) => {
+                        tracing::info!(project = %name, run = %outcome.run_id, succeeded = outcome.report.succeeded(), "scheduled transformation run finished")
+                    }
+                    Err(err) => {
+                        tracing::warn!(project = %name, error = %err, "scheduled transformation run could not run")
+                    }
+                }
+            });
+        }
+        planner.end_round();
+        Ok(())
+    }
+
+    async fn run_scheduled(
+        &self,
+        project: &TransformProjectRecord,
+        run: ScheduledRun,
+    ) -> Result<RunOutcome> {
+        let threads = run.threads.unwrap_or(4).clamp(1, 64);
+        let loaded = self.load(Path::new(&project.root), run.vars.clone(), threads)?;
+        let options = RunOptions {
+            command: run.command,
+            select: run.select,
+            exclude: run.exclude,
+            full_refresh: run.full_refresh,
+            threads,
+            fail_fast: run.fail_fast,
+        };
+        let quiet: Arc<dyn Fn(Progress) + Send + Sync> = Arc::new(|_| {});
+        self.execute(&loaded, &options, "schedule", &new_run_id(), quiet)
+            .await
+    }
+
     /// The directory of a project that has been run here (the API runs projects by name).
     pub async fn project_root(&self, name: &str) -> Result<Option<PathBuf>> {
         let record = self
@@ -385,7 +531,7 @@ impl Transformations {
     }
 
     /// Records the project and its nodes' lineage (the UI's DAG) before a run.
-    async fn register(&self, project: &Project, graph: &Graph, actor: &str) -> Result<()> {
+    async fn register(&self, project: &Project, actor: &str) -> Result<()> {
         let store = self.engine.catalog_store();
         let now = polder_catalog::now();
         let root = project
@@ -396,13 +542,14 @@ impl Transformations {
             .upsert_transform_project(&TransformProjectRecord {
                 name: project.name.clone(),
                 root: root.display().to_string(),
+                schedule: String::new(),
+                schedule_run: "{}".to_string(),
                 created_by: actor.to_string(),
                 created_at: now,
                 updated_at: now,
             })
             .await
             .map_err(catalog_error)?;
-        let _ = graph;
         let mut nodes = Vec::new();
         for node in project.nodes.values() {
             let relation = match node.resource_type {
@@ -531,11 +678,6 @@ fn write_file(path: &Path, text: &str) -> Result<()> {
 
 fn catalog_error(err: polder_catalog::CatalogError) -> TransformError {
     TransformError::Execution(format!("catalog: {err}"))
-}
-
-fn runner_identity() -> String {
-    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".to_string());
-    format!("{host}:{}", std::process::id())
 }
 
 impl Project {

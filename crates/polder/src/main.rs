@@ -108,6 +108,11 @@ enum Command {
     Compile(transform_cli::ProjectArgs),
     /// dbt: list the selected nodes of a project.
     Ls(transform_cli::LsArgs),
+    /// Transformation projects known here and their schedules.
+    Project {
+        #[command(subcommand)]
+        action: transform_cli::ProjectAction,
+    },
     /// dbt: checks of a project's sources (`source freshness`).
     Source {
         #[command(subcommand)]
@@ -400,6 +405,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ls(args) => {
             init_logging_quiet(&config);
             transform_cli::ls(&config, args).await
+        }
+        Command::Project { action } => {
+            init_logging_quiet(&config);
+            transform_cli::project(&config, action).await
         }
         Command::Source { action } => {
             init_logging_quiet(&config);

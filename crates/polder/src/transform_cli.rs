@@ -89,6 +89,45 @@ pub(crate) enum SourceAction {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub(crate) enum ProjectAction {
+    /// Projects known on this catalog (every project a run command has run), with schedules.
+    List,
+    /// A project's runs, newest first: who started them, status, counts, error.
+    Runs {
+        name: String,
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a project on a cron schedule inside `polder serve` (UTC), or stop that.
+    Schedule {
+        /// The project's name (from its dbt_project.yml).
+        name: String,
+        /// A cron expression: 5 fields, or 6 with seconds first, e.g. '0 * * * *'.
+        #[arg(long, conflicts_with = "none", required_unless_present = "none")]
+        cron: Option<String>,
+        /// Stop the schedule.
+        #[arg(long)]
+        none: bool,
+        /// What a scheduled run does: build, run, test or seed.
+        #[arg(long, default_value = "build")]
+        command: String,
+        #[arg(short = 's', long = "select", value_name = "SELECTOR", num_args = 1..)]
+        select: Vec<String>,
+        #[arg(long, value_name = "SELECTOR", num_args = 1..)]
+        exclude: Vec<String>,
+        #[arg(long)]
+        full_refresh: bool,
+        #[arg(long)]
+        threads: Option<usize>,
+        #[arg(long, value_name = "JSON")]
+        vars: Option<String>,
+    },
+}
+
 fn parse_vars(text: Option<&str>) -> anyhow::Result<Map<String, Value>> {
     let Some(text) = text else {
         return Ok(Map::new());
@@ -445,4 +484,107 @@ fn human_age(seconds: f64) -> String {
         s if s < 172_800 => format!("{}h", s / 3600),
         s => format!("{}d", s / 86_400),
     }
+}
+
+pub(crate) async fn project(config: &Config, action: ProjectAction) -> anyhow::Result<()> {
+    let transformations = open(config).await?;
+    match action {
+        ProjectAction::List => {
+            println!("{:<24} {:<18} {:<8} root", "name", "schedule", "run");
+            for project in transformations.projects().await? {
+                let run: polder_transform::ScheduledRun =
+                    serde_json::from_str(&project.schedule_run).unwrap_or_default();
+                let schedule = if project.schedule.is_empty() {
+                    "manual".to_string()
+                } else {
+                    project.schedule.clone()
+                };
+                println!(
+                    "{:<24} {:<18} {:<8} {}",
+                    project.name,
+                    schedule,
+                    run.command.name(),
+                    project.root
+                );
+            }
+        }
+        ProjectAction::Runs { name, limit, json } => {
+            let runs = transformations.runs(Some(&name), limit).await?;
+            if json {
+                let values: Vec<Value> = runs
+                    .iter()
+                    .map(|r| {
+                        serde_json::json!({
+                            "id": r.id, "command": r.command, "trigger": r.trigger, "status": r.status,
+                            "started_at": r.started_at, "finished_at": r.finished_at,
+                            "summary": serde_json::from_str::<Value>(&r.summary).unwrap_or(Value::Null),
+                            "error": r.error,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&values)?);
+                return Ok(());
+            }
+            println!(
+                "{:<36} {:<6} {:<10} {:<19} {:>9}  summary",
+                "id", "cmd", "status", "started", "seconds"
+            );
+            for run in runs {
+                let started = chrono::DateTime::from_timestamp_millis(run.started_at)
+                    .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+                    .unwrap_or_default();
+                let seconds = run
+                    .finished_at
+                    .map(|f| format!("{:.2}", (f - run.started_at) as f64 / 1000.0))
+                    .unwrap_or_else(|| "-".to_string());
+                let summary = if run.error.is_empty() {
+                    run.summary.clone()
+                } else {
+                    run.error.clone()
+                };
+                println!(
+                    "{:<36} {:<6} {:<10} {:<19} {:>9}  {summary}",
+                    run.id, run.command, run.status, started, seconds
+                );
+            }
+        }
+        ProjectAction::Schedule {
+            name,
+            cron,
+            none,
+            command,
+            select,
+            exclude,
+            full_refresh,
+            threads,
+            vars,
+        } => {
+            let command = match command.as_str() {
+                "build" => RunCommand::Build,
+                "run" => RunCommand::Run,
+                "test" => RunCommand::Test,
+                "seed" => RunCommand::Seed,
+                other => bail!("--command '{other}' is not build, run, test or seed"),
+            };
+            let run = polder_transform::ScheduledRun {
+                command,
+                select: split_selectors(&select),
+                exclude: split_selectors(&exclude),
+                full_refresh,
+                vars: parse_vars(vars.as_deref())?,
+                threads,
+                fail_fast: false,
+            };
+            let schedule = if none { None } else { cron.as_deref() };
+            transformations.set_schedule(&name, schedule, &run).await?;
+            match schedule {
+                Some(cron) => println!(
+                    "project '{name}' runs `{}` on '{cron}' (UTC) in `polder serve`",
+                    command.name()
+                ),
+                None => println!("project '{name}' runs only when asked"),
+            }
+        }
+    }
+    Ok(())
 }
