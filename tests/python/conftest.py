@@ -185,6 +185,32 @@ def _running_polder(
         )
 
 
+class PolderCli:
+    """The `polder` command line on one data directory (embedded: no server needed)."""
+
+    def __init__(self, data_dir: Path):
+        self.data_dir = data_dir
+        self.env = dict(os.environ, POLDER_LOG_LEVEL="warn", POLDER_AUTH_ENABLED="false", NO_COLOR="1")
+
+    def run(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
+        done = subprocess.run(
+            [POLDER_BIN, "--data-dir", str(self.data_dir), *args],
+            capture_output=True, text=True, env=self.env, timeout=timeout,
+        )
+        if check and done.returncode != 0:
+            raise AssertionError(f"polder {' '.join(args)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+        return done
+
+    def sql(self, query: str) -> list[dict]:
+        done = self.run("sql", query, "--format", "json")
+        return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+
+    def scalar(self, query: str):
+        rows = self.sql(query)
+        assert len(rows) == 1, rows
+        return next(iter(rows[0].values()))
+
+
 @pytest.fixture(scope="session")
 def polder(tmp_path_factory) -> PolderServer:
     # The client suites test protocol compatibility with authentication off (loopback only);

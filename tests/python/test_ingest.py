@@ -24,7 +24,7 @@ import psycopg
 import pytest
 import requests
 
-from conftest import POLDER_BIN
+from conftest import POLDER_BIN, PolderCli
 
 PG_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
 FAKER = os.environ.get(
@@ -36,21 +36,8 @@ FAKER = os.environ.get(
 # ---------------------------------------------------------------- helpers
 
 
-class Polder:
-    """The CLI on one data directory."""
-
-    def __init__(self, data_dir: Path):
-        self.data_dir = data_dir
-        self.env = dict(os.environ, POLDER_LOG_LEVEL="warn", POLDER_AUTH_ENABLED="false")
-
-    def run(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
-        done = subprocess.run(
-            [POLDER_BIN, "--data-dir", str(self.data_dir), *args],
-            capture_output=True, text=True, env=self.env, timeout=timeout,
-        )
-        if check and done.returncode != 0:
-            raise AssertionError(f"polder {' '.join(args)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
-        return done
+class Polder(PolderCli):
+    """The CLI on one data directory, with the ingestion commands."""
 
     def add(self, name: str, source: str, config: dict, *streams: str, extra: tuple[str, ...] = ()) -> None:
         args = ["connection", "add", name, "--source", source, "--source-config", json.dumps(config)]
@@ -66,15 +53,6 @@ class Polder:
             raise AssertionError(f"sync printed no job:\n{done.stdout}\n{done.stderr}")
         assert (done.returncode == 0) == (job["status"] == "succeeded"), (done.returncode, job)
         return job
-
-    def sql(self, query: str) -> list[dict]:
-        done = self.run("sql", query, "--format", "json")
-        return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
-
-    def scalar(self, query: str):
-        rows = self.sql(query)
-        assert len(rows) == 1, rows
-        return next(iter(rows[0].values()))
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import POLDER_BIN, _running_polder
+from conftest import POLDER_BIN, PolderCli, _running_polder
 
 PROJECT = Path(__file__).resolve().parents[2] / "examples" / "jaffle_shop"
 DBT_VENV = Path(os.environ.get("POLDER_DBT_VENV", str(Path.home() / ".cache/polder-dbt")))
@@ -50,34 +50,12 @@ def require_dbt() -> None:
         pytest.skip(f"dbt is not installed at {DBT_VENV} (tests/setup.sh makes that virtualenv)")
 
 
-class Polder:
-    """The CLI on one data directory."""
-
-    def __init__(self, data_dir: Path):
-        self.data_dir = data_dir
-        self.env = dict(os.environ, POLDER_LOG_LEVEL="warn", POLDER_AUTH_ENABLED="false", NO_COLOR="1")
-
-    def run(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
-        done = subprocess.run(
-            [POLDER_BIN, "--data-dir", str(self.data_dir), *args],
-            capture_output=True, text=True, env=self.env, timeout=timeout,
-        )
-        if check and done.returncode != 0:
-            raise AssertionError(f"polder {' '.join(args)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
-        return done
+class Polder(PolderCli):
+    """The CLI on one data directory, with the dbt commands."""
 
     def dbt(self, command: str, project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         """`polder COMMAND --project-dir PROJECT ARGS` (build, run, test, seed, compile, ls)."""
         return self.run(command, "--project-dir", str(project), *args, check=check)
-
-    def sql(self, query: str) -> list[dict]:
-        done = self.run("sql", query, "--format", "json")
-        return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
-
-    def scalar(self, query: str):
-        rows = self.sql(query)
-        assert len(rows) == 1, rows
-        return next(iter(rows[0].values()))
 
     def readable(self, relation: str) -> bool:
         return self.run("sql", f"SELECT * FROM {relation} LIMIT 1", "--format", "json", check=False).returncode == 0

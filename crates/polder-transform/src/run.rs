@@ -556,15 +556,13 @@ async fn run_model(shared: &Shared, node: &Node) -> Result<(Done, Option<Compile
     let existing = shared.relations.exists(&node.schema, &node.alias);
     let sql = compiled.sql.trim().trim_end_matches(';').to_string();
     let materialized = compiled.config.materialized.as_str();
-    for hook in &compiled.config.pre_hook {
-        let sql = shared.project.render_hook(
-            &node.unique_id,
-            hook,
-            compiled.is_incremental,
-            &shared.context,
-        )?;
-        execute(shared, node, &sql, None).await?;
-    }
+    model_hooks(
+        shared,
+        node,
+        &compiled.config.pre_hook,
+        compiled.is_incremental,
+    )
+    .await?;
     let done = match materialized {
         "view" => {
             if existing == Some(RelationKind::Table) {
@@ -596,16 +594,31 @@ async fn run_model(shared: &Shared, node: &Node) -> Result<(Done, Option<Compile
             )));
         }
     };
-    for hook in &compiled.config.post_hook {
-        let sql = shared.project.render_hook(
-            &node.unique_id,
-            hook,
-            compiled.is_incremental,
-            &shared.context,
-        )?;
+    model_hooks(
+        shared,
+        node,
+        &compiled.config.post_hook,
+        compiled.is_incremental,
+    )
+    .await?;
+    Ok((done, Some(compiled)))
+}
+
+/// A model's `pre-hook` or `post-hook` statements, rendered in the model's context and run.
+async fn model_hooks(
+    shared: &Shared,
+    node: &Node,
+    hooks: &[String],
+    is_incremental: bool,
+) -> Result<()> {
+    for hook in hooks {
+        let sql =
+            shared
+                .project
+                .render_hook(&node.unique_id, hook, is_incremental, &shared.context)?;
         execute(shared, node, &sql, None).await?;
     }
-    Ok((done, Some(compiled)))
+    Ok(())
 }
 
 async fn build_table(
