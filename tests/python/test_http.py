@@ -276,3 +276,12 @@ def test_metrics_count_queries(polder):
     after = requests.get(f"{polder.http_url}/metrics", timeout=10).text
     assert "# TYPE polder_queries_total counter" in after
     assert _http_ok_count(after) >= _http_ok_count(before.text) + 2
+
+
+def test_openapi_document_describes_the_running_api(polder):
+    response = requests.get(f"{polder.http_url}/api/v1/openapi.json", timeout=60)
+    assert response.status_code == 200 and response.headers["content-type"].startswith("application/json")
+    document = response.json()
+    assert document["openapi"].startswith("3.1")
+    assert {"/api/v1/sql", "/api/v1/connections", "/api/v1/projects/{name}/{command}"} <= set(document["paths"])
+    assert "post" in document["paths"]["/api/v1/sql"]

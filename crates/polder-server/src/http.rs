@@ -40,6 +40,15 @@ pub(crate) struct AppState {
     pub transformations: polder_transform::Transformations,
 }
 
+/// The REST API as an OpenAPI 3.1 document (made by `openapi/gen_openapi.py`; a test keeps it
+/// equal to the routes below).
+async fn openapi_document() -> impl IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        include_str!("openapi.json"),
+    )
+}
+
 pub(crate) fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(index))
@@ -48,6 +57,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/metrics", get(prometheus))
         .route("/api/v1/sql", post(sql))
         .route("/api/v1/catalog", get(catalog))
+        .route("/api/v1/openapi.json", get(openapi_document))
         .route("/api/v1/login", post(crate::http_auth::login))
         .route(
             "/api/v1/users",

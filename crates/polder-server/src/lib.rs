@@ -17,6 +17,8 @@ mod http_connections;
 mod http_secrets;
 mod http_transform;
 pub mod metrics;
+#[cfg(test)]
+mod openapi_routes_test;
 mod pg;
 mod pg_copy;
 mod pg_cursor;

@@ -1,0 +1,600 @@
+#!/usr/bin/env python3
+"""Generates openapi.json (OpenAPI 3.1) for Polder's REST API from the handlers read in
+crates/polder-server/src/http*.rs. Run: python3 gen_openapi.py > openapi.json"""
+
+import json
+
+ENGINEER = (" Needs the engineer or admin role (403 `permission_denied` otherwise; with "
+            "authentication off every caller may).")
+ADMIN = (" Needs the admin role (403 `permission_denied` otherwise; with authentication off "
+         "every caller may).")
+AUTH_OFF = (" Answers 400 `invalid_input` when authentication is off on the server "
+            "(`auth.enabled = false`).")
+
+
+def ref(name, kind="schemas"):
+    return {"$ref": f"#/components/{kind}/{name}"}
+
+
+def json_body(schema, description=None):
+    out = {"content": {"application/json": {"schema": schema}}}
+    if description:
+        out["description"] = description
+    return out
+
+
+def ok(description, schema, status="200"):
+    return {status: {"description": description, **json_body(schema)}}
+
+
+def errors(*codes):
+    return {str(code): ref(ERROR_RESPONSES[code], "responses") for code in codes}
+
+
+ERROR_RESPONSES = {
+    400: "BadRequest",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    408: "Cancelled",
+    409: "Conflict",
+    413: "PayloadTooLarge",
+    415: "UnsupportedMediaType",
+    422: "UnprocessableEntity",
+    500: "InternalError",
+    503: "Unavailable",
+}
+
+
+def path_param(name, description):
+    return {"name": name, "in": "path", "required": True, "description": description,
+            "schema": {"type": "string"}}
+
+
+def op(operation_id, summary, description, tags, responses, parameters=None,
+       request_body=None, security=None):
+    out = {"operationId": operation_id, "summary": summary, "description": description,
+           "tags": tags}
+    if parameters:
+        out["parameters"] = parameters
+    if request_body:
+        out["requestBody"] = request_body
+    out["responses"] = responses
+    if security is not None:
+        out["security"] = security
+    return out
+
+
+def obj(properties, required=None, additional=None, description=None):
+    out = {"type": "object", "properties": properties}
+    if required:
+        out["required"] = required
+    if additional is not None:
+        out["additionalProperties"] = additional
+    if description:
+        out["description"] = description
+    return out
+
+
+STR = {"type": "string"}
+INT = {"type": "integer"}
+BOOL = {"type": "boolean"}
+MILLIS = {"type": "integer", "format": "int64", "description": "Milliseconds since the Unix epoch."}
+MILLIS_OR_NULL = {"type": ["integer", "null"], "format": "int64",
+                  "description": "Milliseconds since the Unix epoch."}
+STR_LIST = {"type": "array", "items": STR}
+
+SCHEMAS = {
+    "Error": obj({
+        "error": obj({
+            "code": {"type": "string", "enum": [
+                "invalid_input", "not_found", "already_exists", "permission_denied",
+                "unauthenticated", "conflict", "unavailable", "cancelled", "internal"],
+                "description": "The error's kind; it decides the HTTP status."},
+            "message": STR,
+            "sqlstate": {"type": "string",
+                         "description": "SQLSTATE of an engine error (SQL and catalog)."},
+        }, ["code", "message"]),
+    }, ["error"], description="Every error Polder itself answers with (`error_response`)."),
+    "SqlRequest": obj({
+        "sql": {"type": "string", "description": "One or more statements separated by `;`."},
+        "format": {"type": ["string", "null"], "enum": ["json", "csv", "arrow", "ipc", "arrow-stream", "parquet", None],
+                   "description": "Result format; `?format=` wins over it, and both over `Accept`."},
+    }, ["sql"]),
+    "SqlColumn": obj({"name": STR, "type": {"type": "string", "description": "Arrow data type, e.g. `Int64`, `Decimal128(14, 2)`."}},
+                     ["name", "type"]),
+    "SqlJsonResult": obj({
+        "columns": {"type": "array", "items": ref("SqlColumn")},
+        "rows": {"type": "array", "items": {"type": "object"},
+                 "description": "One object per row, keyed by column name."},
+        "row_count": INT,
+        "error": obj({"code": STR, "message": STR}, ["code", "message"],
+                     description="Present when execution failed after rows were streamed."),
+    }, ["columns", "rows", "row_count"], description="A query's result in the JSON format (streamed)."),
+    "SqlCommandResult": obj({
+        "command": {"type": "string", "description": "The statement's tag (`INSERT`, `CREATE TABLE`...), or `EMPTY` when there was no statement."},
+        "rows_affected": {"type": ["integer", "null"]},
+    }, ["command"]),
+    "CatalogDescription": obj({
+        "catalog": STR,
+        "schemas": {"type": "array", "items": ref("SchemaDescription")},
+    }, ["catalog", "schemas"]),
+    "SchemaDescription": obj({
+        "name": STR, "tables": {"type": "array", "items": ref("TableDescription")},
+    }, ["name", "tables"]),
+    "TableDescription": obj({
+        "name": STR,
+        "kind": {"type": "string", "enum": ["table", "view"]},
+        "columns": {"type": "array", "items": ref("ColumnDescription")},
+        "row_count": {"type": ["integer", "null"], "description": "Tables: rows of the latest version, from Delta statistics."},
+        "version": {"type": ["integer", "null"], "description": "Tables: latest Delta version."},
+        "num_files": {"type": ["integer", "null"]},
+        "size_bytes": {"type": ["integer", "null"]},
+        "definition": {"type": ["string", "null"], "description": "Views: their SQL."},
+        "created_at": STR,
+        "error": {"type": ["string", "null"], "description": "Set when the table or view cannot be read right now."},
+    }, ["name", "kind", "columns", "created_at"]),
+    "ColumnDescription": obj({"name": STR, "data_type": STR, "nullable": BOOL},
+                             ["name", "data_type", "nullable"]),
+    "ImportBody": obj({
+        "source": {"type": "string", "description": "An `s3://`, `http://` or `https://` location (file, prefix or glob)."},
+        "table": {"type": "string", "description": "`schema.table`."},
+        "format": {"type": ["string", "null"], "enum": ["csv", "json", "jsonl", "ndjson", "parquet", None]},
+        "mode": {"type": ["string", "null"], "enum": ["append", "overwrite", "create", None],
+                 "description": "Default `append`."},
+    }, ["source", "table"]),
+    "ImportReport": obj({
+        "table": STR, "files": INT, "bytes": INT,
+        "rows": {"type": ["integer", "null"], "description": "Rows the commit added, when the Delta statistics tell."},
+        "version": {"type": "integer", "description": "The table's new Delta version."},
+        "created": BOOL,
+    }, ["table", "files", "bytes", "rows", "version", "created"]),
+    "LoginRequest": obj({"username": STR, "password": STR}, ["username", "password"]),
+    "LoginResponse": obj({
+        "token": {"type": "string", "description": "A session token (12 hours): send it as `Authorization: Bearer <token>`."},
+        "expires_at": {**MILLIS_OR_NULL, "description": "When the token expires (milliseconds since the Unix epoch)."},
+        "user": STR,
+        "role": {"type": "string", "enum": ["admin", "engineer", "analyst", "viewer"]},
+    }, ["token", "expires_at", "user", "role"]),
+    "User": obj({
+        "name": STR, "role": STR, "disabled": BOOL, "created_at": MILLIS,
+    }, ["name", "role", "disabled", "created_at"]),
+    "NewUser": obj({"name": STR, "role": {"type": "string", "description": "A role name (`admin`, `engineer`, ...)."}, "password": STR},
+                   ["name", "role", "password"]),
+    "UserChange": obj({
+        "password": {"type": ["string", "null"]},
+        "role": {"type": ["string", "null"]},
+        "disabled": {"type": ["boolean", "null"]},
+    }),
+    "NewToken": obj({
+        "label": {"type": "string", "default": ""},
+        "days": {"type": ["integer", "null"], "minimum": 0, "description": "Lifetime in days; absent means until revoked."},
+    }),
+    "IssuedToken": obj({
+        "id": STR,
+        "token": {"type": "string", "description": "Shown once."},
+        "expires_at": {**MILLIS_OR_NULL, "description": "When the token expires (milliseconds since the Unix epoch); null when it does not."},
+    }, ["id", "token", "expires_at"]),
+    "SecretInfo": obj({
+        "name": STR, "description": STR, "created_by": STR, "created_at": MILLIS, "updated_at": MILLIS,
+    }, ["name", "description", "created_by", "created_at", "updated_at"],
+        description="A stored secret as shown: never its value."),
+    "SecretBody": obj({"value": STR, "description": {"type": "string", "default": ""}}, ["value"]),
+    "SyncMode": {"type": "string", "enum": ["full_refresh_overwrite", "full_refresh_append",
+                                            "incremental_append", "incremental_append_deduped"]},
+    "StreamSpec": obj({
+        "name": STR,
+        "sync_mode": {**ref("SyncMode"), "default": "full_refresh_overwrite"},
+        "cursor_field": STR,
+        "primary_key": STR_LIST,
+    }, ["name"], additional=False),
+    "SyncOptions": obj({
+        "max_rejects": {"type": "integer", "default": 1000},
+        "retries": {"type": "integer", "default": 2},
+        "retry_backoff_secs": {"type": "integer", "default": 30},
+    }, additional=False),
+    "ConnectionSpec": obj({
+        "name": {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,47}$"},
+        "source": {"type": "string", "enum": ["postgres", "mysql", "files", "http", "airbyte"]},
+        "config": {"type": "object", "description": "The source's configuration (see docs/ingestion.md); credentials in it are sealed and replaced by `secret:` references."},
+        "streams": {"type": "array", "items": ref("StreamSpec")},
+        "schedule": {"type": "string", "description": "A cron expression (5 fields, UTC; 6 with seconds)."},
+        "options": ref("SyncOptions"),
+    }, ["name", "source"], additional=False),
+    "ConnectionPatch": obj({
+        "config": {"type": ["object", "null"], "description": "A JSON merge patch of the configuration (`null` removes a field; `********` keeps a stored credential)."},
+        "streams": {"type": ["array", "null"], "items": ref("StreamSpec")},
+        "schedule": {"type": ["string", "null"], "description": "`null` or an empty string removes the schedule."},
+        "options": {"oneOf": [ref("SyncOptions"), {"type": "null"}]},
+    }, additional=False, description="Absent fields stay as they are."),
+    # Spelled out, not `allOf` of ConnectionSpec: its `additionalProperties: false` would refuse
+    # the extra fields.
+    "Connection": obj({
+        "name": STR,
+        "source": {"type": "string", "enum": ["postgres", "mysql", "files", "http", "airbyte"]},
+        "config": {"type": "object", "description": "Credentials appear only as `secret:` references."},
+        "streams": {"type": "array", "items": ref("StreamSpec")},
+        "schedule": {"type": "string", "description": "Absent for manual runs only."},
+        "options": ref("SyncOptions"),
+        "created_by": STR, "created_at": MILLIS, "updated_at": MILLIS,
+    }, ["name", "source", "config", "streams", "options", "created_by", "created_at", "updated_at"],
+        description="A stored connection; credentials appear only as references."),
+    "DiscoveredStream": obj({
+        "name": STR,
+        "columns": {"type": "array", "items": {"type": "array", "prefixItems": [STR, STR], "minItems": 2, "maxItems": 2},
+                    "description": "`[column, type]` pairs, the type as Polder will store it."},
+        "primary_key": STR_LIST,
+        "default_cursor": {"type": ["string", "null"]},
+        "cursor_candidates": STR_LIST,
+        "sync_modes": {"type": "array", "items": ref("SyncMode")},
+    }, ["name", "columns", "primary_key", "default_cursor", "cursor_candidates", "sync_modes"]),
+    "StreamOutcome": obj({
+        "stream": STR, "table": STR, "sync_mode": ref("SyncMode"),
+        "status": {"type": "string", "description": "`succeeded`, `up_to_date` or `failed`."},
+        "records": INT, "rejects": INT,
+        "version": {"type": "integer", "description": "The table's version after the commit."},
+        "schema_changes": STR_LIST,
+        "error": STR,
+    }, ["stream", "table", "sync_mode", "status", "records", "rejects"]),
+    "Job": obj({
+        "id": STR, "connection": STR,
+        "kind": {"type": "string", "description": "`sync`."},
+        "trigger": {"type": "string", "description": "`manual:<user>`, `api:<user>` or `schedule`."},
+        "status": {"type": "string", "enum": ["running", "succeeded", "failed"]},
+        "attempt": INT,
+        "created_at": MILLIS, "started_at": MILLIS_OR_NULL, "finished_at": MILLIS_OR_NULL,
+        "duration_ms": {"type": ["integer", "null"]},
+        "records": INT, "bytes": INT, "rejects": INT,
+        "streams": {"type": "array", "items": ref("StreamOutcome")},
+        "error": {"type": "string", "description": "Absent when empty."},
+        "log_tail": {"type": "string", "description": "The connector's last stderr lines (failed Airbyte jobs); absent when empty."},
+    }, ["id", "connection", "kind", "trigger", "status", "attempt", "created_at", "started_at",
+        "finished_at", "duration_ms", "records", "bytes", "rejects", "streams"]),
+    "TransformCommand": {"type": "string", "enum": ["build", "run", "test", "seed"]},
+    "ScheduledRun": obj({
+        "command": {**ref("TransformCommand"), "default": "build"},
+        "select": STR_LIST, "exclude": STR_LIST,
+        "full_refresh": {"type": "boolean", "default": False},
+        "vars": {"type": "object"},
+        "threads": {"type": ["integer", "null"], "minimum": 0},
+        "fail_fast": {"type": "boolean", "default": False},
+    }, additional=False, description="What a scheduled run of a project does."),
+    "Project": obj({
+        "name": STR, "root": {"type": "string", "description": "The project's directory on the server."},
+        "created_by": STR, "updated_at": MILLIS,
+        "schedule": {"type": ["string", "null"], "description": "Cron expression (UTC), or null."},
+        "scheduled_run": {"oneOf": [ref("ScheduledRun"), {"type": "null"}]},
+    }, ["name", "root", "created_by", "updated_at", "schedule", "scheduled_run"]),
+    "ProjectNode": obj({
+        "unique_id": STR,
+        "resource_type": {"type": "string", "description": "`model`, `seed`, `test`, `source`, ..."},
+        "name": STR,
+        "relation": {"type": "string", "description": "`schema.name` it builds; empty for tests and exposures."},
+        "materialized": STR,
+        "depends_on": {"type": ["array", "null"], "items": STR, "description": "Unique ids it depends on."},
+        "description": STR, "file_path": STR,
+        "last_run": {"oneOf": [obj({
+            "status": {"type": "string", "description": "`success`, `error`, `skipped`, `pass`, `warn` or `fail`."},
+            "message": STR, "at": MILLIS_OR_NULL,
+            "duration_ms": {"type": ["integer", "null"]}, "run_id": STR,
+        }, ["status", "message", "at", "duration_ms", "run_id"]), {"type": "null"}],
+            "description": "Null when the node never ran."},
+    }, ["unique_id", "resource_type", "name", "relation", "materialized", "depends_on",
+        "description", "file_path", "last_run"]),
+    "ProjectDetail": obj({"name": STR, "nodes": {"type": "array", "items": ref("ProjectNode")}},
+                         ["name", "nodes"]),
+    "ScheduleRequest": obj({
+        "schedule": {"type": ["string", "null"], "description": "A cron expression (UTC); null or empty stops the schedule."},
+        "run": ref("ScheduledRun"),
+    }, additional=False),
+    "ScheduleResponse": obj({
+        "name": STR, "schedule": {"type": ["string", "null"]}, "scheduled_run": ref("ScheduledRun"),
+    }, ["name", "schedule", "scheduled_run"]),
+    "RunRequest": obj({
+        "select": STR_LIST, "exclude": STR_LIST,
+        "full_refresh": {"type": "boolean", "default": False},
+        "vars": {"type": "object", "description": "Project variables (`var()`)."},
+        "threads": {"type": ["integer", "null"], "default": 4, "description": "Clamped to 1..64."},
+        "fail_fast": {"type": "boolean", "default": False},
+    }, additional=False),
+    "TransformRun": obj({
+        "id": STR, "project": STR, "command": ref("TransformCommand"),
+        "args": {"description": "Selection and flags of the run (`which`, `select`, `exclude`, `full_refresh`, `threads`, `fail_fast`, `vars`)."},
+        "trigger": {"type": "string", "description": "`api:<user>`, `schedule`, ..."},
+        "status": {"type": "string", "enum": ["running", "succeeded", "failed"]},
+        "started_at": MILLIS, "finished_at": MILLIS_OR_NULL,
+        "summary": {"description": "Counts by status: `PASS`, `WARN`, `ERROR`, `SKIP`, `TOTAL` (`{}` while running)."},
+        "results": {"description": "Node results as in dbt's run_results.json (`[]` while running)."},
+        "error": {"type": "string", "description": "Why the whole run failed; empty otherwise."},
+    }, ["id", "project", "command", "args", "trigger", "status", "started_at", "finished_at",
+        "summary", "results", "error"]),
+    "RunStarted": obj({"id": STR, "status": {"type": "string", "const": "running"}}, ["id", "status"],
+                      description="Answered when the run's record did not appear in time."),
+    "ProbeStatus": obj({"status": {"type": "string", "enum": ["ok", "error"]}, "message": STR}, ["status"]),
+    "Readiness": obj({
+        "status": {"type": "string", "enum": ["ready", "not_ready"]},
+        "catalog": ref("ProbeStatus"), "lake": ref("ProbeStatus"),
+    }, ["status", "catalog", "lake"]),
+}
+
+PLAIN = {"text/plain": {"schema": {"type": "string"}}}
+ERR_JSON = {"application/json": {"schema": ref("Error")}}
+
+RESPONSES = {
+    "BadRequest": {"description": "`invalid_input`. Extractor rejections of axum (a malformed query string, malformed JSON in a `Json` body) answer plain text instead.",
+                   "content": {**ERR_JSON, **PLAIN}},
+    "Unauthorized": {"description": "`unauthenticated`: no, wrong or expired credentials (authentication on).", "content": ERR_JSON},
+    "Forbidden": {"description": "`permission_denied`: the caller's role may not do this.", "content": ERR_JSON},
+    "NotFound": {"description": "`not_found`.", "content": ERR_JSON},
+    "Cancelled": {"description": "`cancelled`.", "content": ERR_JSON},
+    "Conflict": {"description": "`already_exists` or `conflict`.", "content": ERR_JSON},
+    "PayloadTooLarge": {"description": "The body is over the 2 MB limit (axum's, plain text).", "content": PLAIN},
+    "UnsupportedMediaType": {"description": "A JSON body without `Content-Type: application/json` (axum's, plain text).", "content": PLAIN},
+    "UnprocessableEntity": {"description": "Well-formed JSON of the wrong shape (axum's, plain text).", "content": PLAIN},
+    "InternalError": {"description": "`internal`.", "content": ERR_JSON},
+    "Unavailable": {"description": "`unavailable`: the catalog store or the lake does not answer.", "content": ERR_JSON},
+}
+
+OPEN = []  # no credentials needed, even with authentication on
+# Errors every store-backed handler may give (authentication on / catalog down).
+COMMON = (401, 500, 503)
+# Errors of a handler taking `Json<T>` directly (axum's rejection).
+JSON_REJECT = (400, 413, 415, 422)
+
+PATHS = {}
+
+
+def route(path, method, operation):
+    PATHS.setdefault(path, {})[method] = operation
+
+
+route("/", "get", op("index", "Start page", "A short HTML page with links (the web UI comes later). Open.", ["probes"],
+                     {"200": {"description": "HTML.", "content": {"text/html": {"schema": STR}}}}, security=OPEN))
+route("/health", "get", op("health", "Liveness probe", "200 while the process serves. Open.", ["probes"],
+                           ok("Alive.", obj({"status": {"type": "string", "const": "ok"}}, ["status"])), security=OPEN))
+route("/ready", "get", op("ready", "Readiness probe",
+                          "Ready when both the catalog store and the lake answer; 503 says which failed. Open.", ["probes"],
+                          {"200": {"description": "Ready.", **json_body(ref("Readiness"))},
+                           "503": {"description": "Not ready.", **json_body(ref("Readiness"))}}, security=OPEN))
+route("/metrics", "get", op("metrics", "Prometheus metrics",
+                            "Prometheus text format. Open unless the server protects metrics (`protect_metrics`), "
+                            "then it needs credentials like `/api/v1`.", ["probes"],
+                            {"200": {"description": "Metrics.", "content": {"text/plain": {"schema": STR}}},
+                             "401": ref("Unauthorized", "responses")},
+                            security=[{}, {"basic": []}, {"bearer": []}]))
+route("/api/v1/openapi.json", "get", op("openapi", "This document", "The OpenAPI 3.1 description of the REST API.", ["meta"],
+                                        {"200": {"description": "The document.", **json_body({"type": "object"})},
+                                         "401": ref("Unauthorized", "responses")}))
+
+FORMAT_PARAM = {"name": "format", "in": "query", "required": False,
+                "description": "Result format; wins over the body's `format` and the `Accept` header.",
+                "schema": {"type": "string", "enum": ["json", "csv", "arrow", "ipc", "arrow-stream", "parquet"]}}
+route("/api/v1/sql", "post", op(
+    "runSql", "Run SQL",
+    "Runs the statements and answers with the last one's result, streamed. The format comes from `?format=`, "
+    "else the body's `format`, else `Accept` (default JSON). An error before the first rows gets a 4xx/5xx; "
+    "an error after that ends the stream (JSON closes with an `error` member). Statements without rows answer "
+    "`{\"command\", \"rows_affected\"}`. The body is read as JSON whatever its `Content-Type`.",
+    ["sql"],
+    {"200": {"description": "The last statement's result.", "content": {
+        "application/json": {"schema": {"oneOf": [ref("SqlJsonResult"), ref("SqlCommandResult")]}},
+        "text/csv": {"schema": STR},
+        "application/vnd.apache.arrow.stream": {"schema": {"type": "string", "contentMediaType": "application/vnd.apache.arrow.stream"}},
+        "application/vnd.apache.parquet": {"schema": {"type": "string", "contentMediaType": "application/vnd.apache.parquet"}}}},
+     **errors(400, 401, 403, 404, 408, 409, 413, 500, 503)},
+    parameters=[FORMAT_PARAM,
+                {"name": "Accept", "in": "header", "required": False,
+                 "description": "`application/json`, `text/csv`, `application/vnd.apache.arrow.stream` or `application/vnd.apache.parquet`.",
+                 "schema": STR}],
+    request_body={"required": True, **json_body(ref("SqlRequest"))}))
+route("/api/v1/catalog", "get", op(
+    "describeCatalog", "Describe the catalog",
+    "Every schema, table and view with columns and types; tables with their latest Delta version, row count, "
+    "file count and size; views with their SQL. A table that cannot be read carries `error`.",
+    ["sql"], {**ok("The catalog.", ref("CatalogDescription")), **errors(*COMMON)}))
+route("/api/v1/import", "post", op(
+    "importFile", "Load a file into a table",
+    "Either an upload (the file is the body, `?table=` required, streamed to disk, no size limit) or, with "
+    "`Content-Type: application/json`, a body naming an `s3://` or `http(s)://` source (at most 1 MB). "
+    "Local paths of the server are refused (400). One commit." + ENGINEER,
+    ["sql"],
+    {**ok("Loaded.", ref("ImportReport")), **errors(400, 401, 403, 404, 409, 500, 503)},
+    parameters=[
+        {"name": "table", "in": "query", "required": False, "description": "`schema.table`; required for uploads.", "schema": STR},
+        {"name": "format", "in": "query", "required": False, "description": "Uploads: the file's format (else told from `filename`, else csv).",
+         "schema": {"type": "string", "enum": ["csv", "json", "jsonl", "ndjson", "parquet"]}},
+        {"name": "mode", "in": "query", "required": False, "description": "Uploads: default `append`.",
+         "schema": {"type": "string", "enum": ["append", "overwrite", "create"]}},
+        {"name": "filename", "in": "query", "required": False, "description": "Uploads: the file's name, to tell its format and compression.", "schema": STR},
+    ],
+    request_body={"required": True, "content": {
+        "application/json": {"schema": ref("ImportBody")},
+        "application/octet-stream": {"schema": {"type": "string", "contentMediaType": "application/octet-stream"}},
+        "text/csv": {"schema": STR}}}))
+
+# Authentication.
+route("/api/v1/login", "post", op(
+    "login", "Log in", "Exchanges a user name and password for a 12-hour session token. Open." + AUTH_OFF,
+    ["auth"], {**ok("Logged in.", ref("LoginResponse")), **errors(400, 401, 500, 503)},
+    request_body={"required": True, **json_body(ref("LoginRequest"))}, security=OPEN))
+route("/api/v1/users", "get", op(
+    "listUsers", "List users", "All users." + ADMIN + AUTH_OFF, ["auth"],
+    {**ok("Users.", obj({"users": {"type": "array", "items": ref("User")}}, ["users"])), **errors(400, 403, *COMMON)}))
+route("/api/v1/users", "post", op(
+    "addUser", "Add a user", "Adds a user with a role and password (audited)." + ADMIN + AUTH_OFF, ["auth"],
+    {**ok("Added.", obj({"name": STR, "role": STR}, ["name", "role"]), "201"),
+     **errors(*JSON_REJECT, 403, 409, *COMMON)},
+    request_body={"required": True, **json_body(ref("NewUser"))}))
+route("/api/v1/users/{name}", "patch", op(
+    "changeUser", "Change a user",
+    "Changes password, role or disabled flag (audited). Admins change anything; a user may change its own "
+    "password (403 otherwise)." + AUTH_OFF, ["auth"],
+    {**ok("Changed.", obj({"name": STR, "changed": STR_LIST}, ["name", "changed"])),
+     **errors(*JSON_REJECT, 403, 404, *COMMON)},
+    parameters=[path_param("name", "User name.")],
+    request_body={"required": True, **json_body(ref("UserChange"))}))
+route("/api/v1/users/{name}", "delete", op(
+    "deleteUser", "Delete a user",
+    "Deletes the user with its tokens, grants and attributes (audited); an admin cannot delete itself (400)." + ADMIN + AUTH_OFF,
+    ["auth"], {**ok("Deleted.", obj({"deleted": STR}, ["deleted"])), **errors(400, 403, 404, *COMMON)},
+    parameters=[path_param("name", "User name.")]))
+route("/api/v1/users/{name}/attributes", "put", op(
+    "setUserAttributes", "Set user attributes",
+    "Sets attributes read by row policies (`current_user_attribute`); `null` removes one. Names: letters, digits, `_` (audited)."
+    + ADMIN + AUTH_OFF, ["auth"],
+    {**ok("Set.", obj({"name": STR, "attributes": {"type": "object", "additionalProperties": {"type": ["string", "null"]}}},
+                      ["name", "attributes"])),
+     **errors(*JSON_REJECT, 403, 404, *COMMON)},
+    parameters=[path_param("name", "User name.")],
+    request_body={"required": True, **json_body({"type": "object", "additionalProperties": {"type": ["string", "null"]}})}))
+route("/api/v1/tokens", "post", op(
+    "createToken", "Create a personal access token",
+    "A token for the caller, shown once; `days` sets its lifetime (none: until revoked)." + AUTH_OFF, ["auth"],
+    {**ok("Created.", ref("IssuedToken"), "201"), **errors(*JSON_REJECT, *COMMON)},
+    request_body={"required": True, **json_body(ref("NewToken"))}))
+route("/api/v1/tokens/{id}", "delete", op(
+    "revokeToken", "Revoke a token", "The token's owner or an admin revokes it (403 otherwise)." + AUTH_OFF, ["auth"],
+    {**ok("Revoked.", obj({"revoked": STR}, ["revoked"])), **errors(400, 403, 404, *COMMON)},
+    parameters=[path_param("id", "Token id.")]))
+
+# Secrets.
+route("/api/v1/secrets", "get", op(
+    "listSecrets", "List secrets", "Names and descriptions of stored secrets, never values." + ENGINEER, ["secrets"],
+    {**ok("Secrets.", obj({"secrets": {"type": "array", "items": ref("SecretInfo")}}, ["secrets"])), **errors(403, *COMMON)}))
+route("/api/v1/secrets/{name}", "put", op(
+    "putSecret", "Store or replace a secret", "201 when created, 200 when replaced (audited without the value)." + ENGINEER,
+    ["secrets"],
+    {**ok("Replaced.", obj({"name": STR, "replaced": {"type": "boolean", "const": True}}, ["name", "replaced"])),
+     **ok("Created.", obj({"name": STR, "replaced": {"type": "boolean", "const": False}}, ["name", "replaced"]), "201"),
+     **errors(*JSON_REJECT, 403, *COMMON)},
+    parameters=[path_param("name", "Secret name: letters, digits, `_`, `-`, `.`; at most 100.")],
+    request_body={"required": True, **json_body(ref("SecretBody"))}))
+route("/api/v1/secrets/{name}", "delete", op(
+    "deleteSecret", "Delete a secret", "Deletes a stored secret (audited)." + ENGINEER, ["secrets"],
+    {**ok("Deleted.", obj({"deleted": STR}, ["deleted"])), **errors(400, 403, 404, *COMMON)},
+    parameters=[path_param("name", "Secret name.")]))
+
+# Connections and jobs.
+CONN = path_param("name", "Connection name.")
+route("/api/v1/connections", "get", op(
+    "listConnections", "List connections", "Every connection, credentials as `secret:` references." + ENGINEER,
+    ["connections"],
+    {**ok("Connections.", obj({"connections": {"type": "array", "items": ref("Connection")}}, ["connections"])),
+     **errors(403, *COMMON)}))
+route("/api/v1/connections", "post", op(
+    "createConnection", "Create a connection",
+    "Credentials in `config` are sealed in the secret vault (audited)." + ENGINEER, ["connections"],
+    {**ok("Created.", ref("Connection"), "201"), **errors(400, 403, 409, *COMMON)},
+    request_body={"required": True, **json_body(ref("ConnectionSpec"))}))
+route("/api/v1/connections/{name}", "get", op(
+    "getConnection", "Get a connection", "The connection, credentials as references." + ENGINEER, ["connections"],
+    {**ok("The connection.", ref("Connection")), **errors(403, 404, *COMMON)}, parameters=[CONN]))
+route("/api/v1/connections/{name}", "patch", op(
+    "editConnection", "Edit a connection", "Absent fields stay; `config` is a JSON merge patch (audited)." + ENGINEER,
+    ["connections"], {**ok("The changed connection.", ref("Connection")), **errors(400, 403, 404, 409, *COMMON)},
+    parameters=[CONN], request_body={"required": True, **json_body(ref("ConnectionPatch"))}))
+route("/api/v1/connections/{name}", "delete", op(
+    "deleteConnection", "Delete a connection",
+    "Deletes it and its sealed credentials; its tables and jobs stay (audited)." + ENGINEER, ["connections"],
+    {**ok("Deleted.", obj({"deleted": STR}, ["deleted"])), **errors(403, 404, 409, *COMMON)}, parameters=[CONN]))
+route("/api/v1/connections/{name}/check", "post", op(
+    "checkConnection", "Check a connection", "Tries to reach the source with the stored configuration." + ENGINEER,
+    ["connections"],
+    {**ok("Reachable.", obj({"ok": {"type": "boolean", "const": True}, "message": STR}, ["ok", "message"])),
+     **errors(400, 403, 404, *COMMON)}, parameters=[CONN]))
+route("/api/v1/connections/{name}/discover", "post", op(
+    "discoverConnection", "Discover streams", "The source's streams with columns, keys, cursor candidates and sync modes." + ENGINEER,
+    ["connections"],
+    {**ok("Streams.", obj({"streams": {"type": "array", "items": ref("DiscoveredStream")}}, ["streams"])),
+     **errors(400, 403, 404, *COMMON)}, parameters=[CONN]))
+WAIT_SYNC = {"name": "wait", "in": "query", "required": False,
+             "description": "Answer when the run has finished (200) instead of when it has started (202).",
+             "schema": {"type": "boolean", "default": False}}
+route("/api/v1/connections/{name}/sync", "post", op(
+    "syncConnection", "Sync a connection",
+    "Starts a sync: 202 with the job as soon as it is recorded; with `?wait=true`, 200 with the finished job "
+    "(a failed run is still 200 with `status: failed`; errors before the run starts are 4xx). A second sync "
+    "of the same connection while one runs is refused (audited)." + ENGINEER,
+    ["connections"],
+    {**ok("Finished (`wait=true`).", ref("Job")), **ok("Started.", ref("Job"), "202"),
+     **errors(400, 403, 404, 408, 409, *COMMON)}, parameters=[CONN, WAIT_SYNC]))
+route("/api/v1/jobs", "get", op(
+    "listJobs", "List jobs", "Sync jobs, newest first." + ENGINEER, ["connections"],
+    {**ok("Jobs.", obj({"jobs": {"type": "array", "items": ref("Job")}}, ["jobs"])), **errors(400, 403, *COMMON)},
+    parameters=[{"name": "connection", "in": "query", "required": False, "description": "Only this connection's jobs.", "schema": STR},
+                {"name": "limit", "in": "query", "required": False, "description": "At most this many (clamped to 1..10000).",
+                 "schema": {"type": "integer", "default": 100}}]))
+route("/api/v1/jobs/{id}", "get", op(
+    "getJob", "Get a job", "One job in full." + ENGINEER, ["connections"],
+    {**ok("The job.", ref("Job")), **errors(403, 404, *COMMON)}, parameters=[path_param("id", "Job id.")]))
+
+# Transformation projects.
+PROJECT = path_param("name", "Project name (known once a run command has run it on this catalog).")
+route("/api/v1/projects", "get", op(
+    "listProjects", "List transformation projects", "The known projects with their schedules." + ENGINEER,
+    ["projects"],
+    {**ok("Projects.", obj({"projects": {"type": "array", "items": ref("Project")}}, ["projects"])), **errors(403, *COMMON)}))
+route("/api/v1/projects/{name}", "get", op(
+    "getProject", "Get a project's nodes", "Its nodes: type, relation, materialization, `depends_on`, last run." + ENGINEER,
+    ["projects"], {**ok("The project.", ref("ProjectDetail")), **errors(403, 404, *COMMON)}, parameters=[PROJECT]))
+route("/api/v1/projects/{name}", "patch", op(
+    "scheduleProject", "Set or clear a project's schedule",
+    "`schedule` is a cron expression (UTC), null to stop; `run` says what a scheduled run does (audited). "
+    "A malformed body answers 400 with the Error shape." + ENGINEER,
+    ["projects"], {**ok("Scheduled.", ref("ScheduleResponse")), **errors(400, 403, 404, *COMMON)},
+    parameters=[PROJECT], request_body={"required": True, **json_body(ref("ScheduleRequest"))}))
+route("/api/v1/projects/{name}/runs", "get", op(
+    "listRuns", "List a project's runs", "Runs, newest first: status, summary counts, node results." + ENGINEER,
+    ["projects"],
+    {**ok("Runs.", obj({"runs": {"type": "array", "items": ref("TransformRun")}}, ["runs"])), **errors(400, 403, *COMMON)},
+    parameters=[PROJECT, {"name": "limit", "in": "query", "required": False,
+                          "description": "At most this many (clamped to 1..1000).", "schema": {"type": "integer", "default": 20}}]))
+route("/api/v1/projects/{name}/runs/{id}", "get", op(
+    "getRun", "Get a run", "One run of the project." + ENGINEER, ["projects"],
+    {**ok("The run.", ref("TransformRun")), **errors(403, 404, *COMMON)},
+    parameters=[PROJECT, path_param("id", "Run id.")]))
+route("/api/v1/projects/{name}/{command}", "post", op(
+    "runProject", "Run a project command",
+    "Runs `build`, `run`, `test` or `seed` (another command: 404). The body is optional (without a "
+    "`Content-Type` the defaults apply). 202 with the run once it is recorded; with `?wait=true`, 200 with "
+    "the finished run (a failed run is 200 with `status: failed`). A second run of the project while one "
+    "runs in this server is refused with 409 (audited)." + ENGINEER,
+    ["projects"],
+    {**ok("Finished (`wait=true`).", ref("TransformRun")),
+     **ok("Started.", {"oneOf": [ref("TransformRun"), ref("RunStarted")]}, "202"),
+     **errors(*JSON_REJECT, 403, 404, 409, *COMMON)},
+    parameters=[PROJECT, {"name": "command", "in": "path", "required": True, "description": "The dbt command.",
+                          "schema": ref("TransformCommand")},
+                {"name": "wait", "in": "query", "required": False, "description": "Answer when the run has finished.",
+                 "schema": {"type": "boolean", "default": False}}],
+    request_body={"required": False, **json_body(ref("RunRequest"))}))
+
+DOC = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "Polder",
+        "version": "0.1.0",
+        "description": "Polder's REST API (port 9047). Every `/api/v1` call except `POST /api/v1/login` needs "
+                       "`Authorization: Bearer <token>` (a session token from login or a personal access token) "
+                       "or HTTP basic credentials, unless authentication is off on the server. Errors are "
+                       "`{\"error\": {\"code\", \"message\", \"sqlstate\"?}}` with the status of their kind. "
+                       "Request bodies are limited to 2 MB (413), except uploads to `/api/v1/import`. "
+                       "Unknown paths answer 404 `not_found` (401 first when authentication is on).",
+    },
+    "servers": [{"url": "/"}],
+    "security": [{"basic": []}, {"bearer": []}],
+    "tags": [{"name": n} for n in ["probes", "meta", "sql", "auth", "secrets", "connections", "projects"]],
+    "paths": PATHS,
+    "components": {
+        "securitySchemes": {
+            "basic": {"type": "http", "scheme": "basic", "description": "User name and password on every request."},
+            "bearer": {"type": "http", "scheme": "bearer",
+                       "description": "A session token from `POST /api/v1/login` (12 hours) or a personal access token from `POST /api/v1/tokens`."},
+        },
+        "schemas": SCHEMAS,
+        "responses": RESPONSES,
+    },
+}
+
+if __name__ == "__main__":
+    print(json.dumps(DOC, indent=2, ensure_ascii=False))
