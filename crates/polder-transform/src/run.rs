@@ -121,11 +121,31 @@ impl RunReport {
     }
 }
 
-/// The relations that exist, kept current as the run creates them.
+/// The relations that exist (read from the catalog once), kept current as a run creates them.
 #[derive(Default)]
-struct Relations(Mutex<HashMap<(String, String), RelationKind>>);
+pub(crate) struct Relations(Mutex<HashMap<(String, String), RelationKind>>);
 
 impl Relations {
+    pub(crate) async fn from_catalog(engine: &Engine) -> Result<Relations> {
+        let snapshot = engine
+            .catalog_store()
+            .snapshot()
+            .await
+            .map_err(engine_error)?;
+        let map = snapshot
+            .tables
+            .into_iter()
+            .map(|entry| {
+                let kind = match entry.kind {
+                    polder_catalog::TableKind::Table => RelationKind::Table,
+                    polder_catalog::TableKind::View => RelationKind::View,
+                };
+                ((entry.schema, entry.name), kind)
+            })
+            .collect();
+        Ok(Relations(Mutex::new(map)))
+    }
+
     fn set(&self, schema: &str, name: &str, kind: Option<RelationKind>) {
         if let Ok(mut map) = self.0.lock() {
             let key = (schema.to_string(), name.to_string());
@@ -176,22 +196,14 @@ pub async fn run(
         .filter(|id| project.nodes.get(id).is_some_and(is_executable))
         .collect();
     let order = graph.execution_order(&runnable);
-    let waits = wait_sets(&project, &runnable, options.command == Command::Build);
+    let waits = wait_sets(
+        &project,
+        graph,
+        &runnable,
+        options.command == Command::Build,
+    );
 
-    let relations = Relations::default();
-    for entry in engine
-        .catalog_store()
-        .snapshot()
-        .await
-        .map_err(engine_error)?
-        .tables
-    {
-        let kind = match entry.kind {
-            polder_catalog::TableKind::Table => RelationKind::Table,
-            polder_catalog::TableKind::View => RelationKind::View,
-        };
-        relations.set(&entry.schema, &entry.name, Some(kind));
-    }
+    let relations = Relations::from_catalog(&engine).await?;
     let invocation_id = context.invocation_id.clone();
     let mut context = context;
     if context.query_runner.is_none() {
@@ -337,12 +349,13 @@ fn blocks(status: &str) -> bool {
 /// and (in `build`) the tests of its ancestors, unless such a test itself reads the node.
 fn wait_sets(
     project: &Project,
+    graph: &Graph,
     runnable: &BTreeSet<String>,
     tests_block_children: bool,
 ) -> HashMap<String, Vec<String>> {
-    let ancestors: HashMap<&String, HashSet<String>> = runnable
+    let ancestors: HashMap<&String, BTreeSet<String>> = runnable
         .iter()
-        .map(|id| (id, ancestors_of(project, id)))
+        .map(|id| (id, graph.ancestors(id)))
         .collect();
     let mut waits: HashMap<String, Vec<String>> = HashMap::new();
     for id in runnable {
@@ -383,22 +396,6 @@ fn wait_sets(
         list.dedup();
     }
     waits
-}
-
-fn ancestors_of(project: &Project, id: &str) -> HashSet<String> {
-    let mut seen = HashSet::new();
-    let mut stack: Vec<&str> = vec![id];
-    while let Some(current) = stack.pop() {
-        let Some(node) = project.nodes.get(current) else {
-            continue;
-        };
-        for parent in &node.depends_on {
-            if seen.insert(parent.clone()) {
-                stack.push(parent);
-            }
-        }
-    }
-    seen
 }
 
 /// `sql table model gold.customers`, `seed file bronze.raw_orders`, `test not_null_orders_id`.

@@ -12,11 +12,11 @@ use polder_engine::Engine;
 use serde_json::{Map, Value, json};
 
 use crate::artifacts::{manifest, run_results};
-use crate::compile::{CompileContext, CompiledNode, RelationKind, RelationLookup};
+use crate::compile::{CompileContext, CompiledNode};
 use crate::error::{Result, TransformError};
 use crate::graph::Graph;
 use crate::project::{LoadOptions, Project, ResourceType, Target};
-use crate::run::{Command, Progress, RunOptions, RunReport, run};
+use crate::run::{Command, Progress, Relations, RunOptions, RunReport, run};
 
 /// What a scheduled run of a project does.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -257,7 +257,7 @@ impl Transformations {
         exclude: &[String],
     ) -> Result<BTreeMap<String, CompiledNode>> {
         let project = &loaded.project;
-        let relations = self.relations().await?;
+        let relations = Relations::from_catalog(&self.engine).await?;
         let context = CompileContext {
             full_refresh: false,
             run_started_at: Utc::now(),
@@ -550,6 +550,32 @@ impl Transformations {
             })
             .await
             .map_err(catalog_error)?;
+        // Never run yet: the store keeps the last run of nodes it already knows.
+        let record = |unique_id: &str,
+                      kind: &str,
+                      name: String,
+                      relation: String,
+                      materialized: &str,
+                      depends_on: &[String],
+                      description: &str,
+                      file_path: &str| {
+            TransformNodeRecord {
+                project: project.name.clone(),
+                unique_id: unique_id.to_string(),
+                resource_type: kind.to_string(),
+                name,
+                relation,
+                materialized: materialized.to_string(),
+                depends_on: serde_json::to_string(depends_on).unwrap_or_default(),
+                description: description.to_string(),
+                file_path: file_path.to_string(),
+                last_status: String::new(),
+                last_message: String::new(),
+                last_run_at: None,
+                last_duration_ms: None,
+                last_run_id: String::new(),
+            }
+        };
         let mut nodes = Vec::new();
         for node in project.nodes.values() {
             let relation = match node.resource_type {
@@ -558,92 +584,45 @@ impl Transformations {
                 }
                 _ => String::new(),
             };
-            nodes.push(TransformNodeRecord {
-                project: project.name.clone(),
-                unique_id: node.unique_id.clone(),
-                resource_type: node.resource_type.as_str().to_string(),
-                name: node.name.clone(),
+            nodes.push(record(
+                &node.unique_id,
+                node.resource_type.as_str(),
+                node.name.clone(),
                 relation,
-                materialized: node.config.materialized.clone(),
-                depends_on: serde_json::to_string(&node.depends_on).unwrap_or_default(),
-                description: node.description.clone(),
-                file_path: node.original_file_path.clone(),
-                last_status: String::new(),
-                last_message: String::new(),
-                last_run_at: None,
-                last_duration_ms: None,
-                last_run_id: String::new(),
-            });
+                &node.config.materialized,
+                &node.depends_on,
+                &node.description,
+                &node.original_file_path,
+            ));
         }
         for source in project.sources.values() {
-            nodes.push(TransformNodeRecord {
-                project: project.name.clone(),
-                unique_id: source.unique_id.clone(),
-                resource_type: "source".to_string(),
-                name: format!("{}.{}", source.source_name, source.name),
-                relation: format!("{}.{}", source.schema, source.identifier),
-                materialized: String::new(),
-                depends_on: "[]".to_string(),
-                description: source.description.clone(),
-                file_path: source.original_file_path.clone(),
-                last_status: String::new(),
-                last_message: String::new(),
-                last_run_at: None,
-                last_duration_ms: None,
-                last_run_id: String::new(),
-            });
+            nodes.push(record(
+                &source.unique_id,
+                "source",
+                format!("{}.{}", source.source_name, source.name),
+                format!("{}.{}", source.schema, source.identifier),
+                "",
+                &[],
+                &source.description,
+                &source.original_file_path,
+            ));
         }
         for exposure in project.exposures.values() {
-            nodes.push(TransformNodeRecord {
-                project: project.name.clone(),
-                unique_id: exposure.unique_id.clone(),
-                resource_type: "exposure".to_string(),
-                name: exposure.name.clone(),
-                relation: String::new(),
-                materialized: String::new(),
-                depends_on: serde_json::to_string(&exposure.depends_on).unwrap_or_default(),
-                description: exposure.description.clone(),
-                file_path: exposure.original_file_path.clone(),
-                last_status: String::new(),
-                last_message: String::new(),
-                last_run_at: None,
-                last_duration_ms: None,
-                last_run_id: String::new(),
-            });
+            nodes.push(record(
+                &exposure.unique_id,
+                "exposure",
+                exposure.name.clone(),
+                String::new(),
+                "",
+                &exposure.depends_on,
+                &exposure.description,
+                &exposure.original_file_path,
+            ));
         }
         store
             .replace_transform_nodes(&project.name, &nodes)
             .await
             .map_err(catalog_error)
-    }
-
-    async fn relations(&self) -> Result<SnapshotRelations> {
-        let snapshot = self
-            .engine
-            .catalog_store()
-            .snapshot()
-            .await
-            .map_err(catalog_error)?;
-        let map = snapshot
-            .tables
-            .into_iter()
-            .map(|entry| {
-                let kind = match entry.kind {
-                    polder_catalog::TableKind::Table => RelationKind::Table,
-                    polder_catalog::TableKind::View => RelationKind::View,
-                };
-                ((entry.schema, entry.name), kind)
-            })
-            .collect();
-        Ok(SnapshotRelations(map))
-    }
-}
-
-struct SnapshotRelations(BTreeMap<(String, String), RelationKind>);
-
-impl RelationLookup for SnapshotRelations {
-    fn exists(&self, schema: &str, name: &str) -> Option<RelationKind> {
-        self.0.get(&(schema.to_string(), name.to_string())).copied()
     }
 }
 
