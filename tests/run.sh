@@ -3,8 +3,10 @@
 #   1. Rust unit tests, the SQL behaviour suite (tests/sql/*.slt) and the end-to-end tests
 #      (tests/e2e: the real binary with psql-compatible, HTTP, Flight SQL clients, kill -9,
 #      a PostgreSQL catalog, an S3 lake on moto's server);
-#   2. the Python client suite (tests/python: psycopg, SQLAlchemy, ADBC, HTTP, psql).
-# Needs PostgreSQL on 127.0.0.1:5432 (trust auth for user postgres), Python 3 and psql.
+#   2. the Python client suite (tests/python: psycopg, SQLAlchemy, ADBC, HTTP, psql);
+#   3. the web UI in headless Chromium (tests/ui, playwright-core; screenshots in artifacts/ui).
+# Needs PostgreSQL on 127.0.0.1:5432 (trust auth for user postgres), Python 3, psql, Node.js
+# (and Debian's chromium, which tests/ui/run.sh installs when it is missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export POLDER_TEST_VENV="${POLDER_TEST_VENV:-$HOME/.cache/polder-venv}"
@@ -14,3 +16,5 @@ target_dir="${CARGO_TARGET_DIR:-$(pwd)/target}"
 cargo test --workspace --no-fail-fast
 
 POLDER_BIN="$target_dir/debug/polder" "$POLDER_TEST_VENV/bin/python" -m pytest -q tests/python
+
+POLDER_BIN="$target_dir/debug/polder" bash tests/ui/run.sh

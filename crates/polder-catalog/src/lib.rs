@@ -6,6 +6,7 @@
 
 mod governance;
 mod ingest;
+mod saved_objects;
 mod security;
 mod store;
 mod transform;
@@ -14,6 +15,7 @@ pub use governance::{
     ColumnMaskRecord, QueryRecord, RowPolicyRecord, SecretInfo, SecretRecord, SecretVault, now,
 };
 pub use ingest::{ConnectionRecord, JobRecord};
+pub use saved_objects::{SavedObjectKind, SavedObjectRecord};
 pub use security::{AuditRecord, GrantRecord, TokenRecord, UserRecord};
 pub use transform::{TransformNodeRecord, TransformProjectRecord, TransformRunRecord};
 

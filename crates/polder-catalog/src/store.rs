@@ -247,6 +247,11 @@ fn migrator() -> Migrator {
             "transform",
             include_str!("../migrations/0005_transform.sql"),
         ),
+        migration(
+            6,
+            "saved_objects",
+            include_str!("../migrations/0006_saved_objects.sql"),
+        ),
     ];
     Migrator {
         migrations: Cow::Owned(migrations),

@@ -186,6 +186,33 @@ impl Engine {
         self.catalog.sync().await
     }
 
+    /// Runs `work` with the table rights of the user `owner` while row policies and column
+    /// masks keep applying to the caller — how something one user saved and shared with others
+    /// (a chart on a dashboard) runs, as a view's definition does. Without authentication
+    /// (no current principal) `work` runs as it is.
+    pub async fn run_with_owner_rights<F: std::future::Future>(
+        &self,
+        owner: &str,
+        work: F,
+    ) -> Result<F::Output> {
+        let Some(current) = crate::access::current() else {
+            return Ok(work.await);
+        };
+        self.sync().await?;
+        let Some(role) = self.catalog.security().roles.get(owner).copied() else {
+            return Err(EngineError::PermissionDenied(format!(
+                "its owner '{owner}' no longer exists"
+            )));
+        };
+        let mut access = crate::access::Access::new(polder_core::Principal::new(
+            owner,
+            role,
+            "shared by its owner",
+        ));
+        access.reader = current.reader.clone();
+        Ok(crate::access::run_with(access, work).await)
+    }
+
     /// Parses SQL in Polder's dialect (PostgreSQL plus time travel and `DESCRIBE HISTORY`).
     pub fn parse(&self, sql: &str) -> Result<Vec<DFStatement>> {
         Ok(self.parse_with_shorthands(sql)?.0)

@@ -100,6 +100,8 @@ SCHEMAS = {
         "sql": {"type": "string", "description": "One or more statements separated by `;`."},
         "format": {"type": ["string", "null"], "enum": ["json", "csv", "arrow", "ipc", "arrow-stream", "parquet", None],
                    "description": "Result format; `?format=` wins over it, and both over `Accept`."},
+        "max_rows": {"type": ["integer", "null"], "minimum": 0,
+                     "description": "Stop after this many rows; the JSON result then says `truncated: true`. `?max_rows=` wins over it."},
     }, ["sql"]),
     "SqlColumn": obj({"name": STR, "type": {"type": "string", "description": "Arrow data type, e.g. `Int64`, `Decimal128(14, 2)`."}},
                      ["name", "type"]),
@@ -108,6 +110,7 @@ SCHEMAS = {
         "rows": {"type": "array", "items": {"type": "object"},
                  "description": "One object per row, keyed by column name."},
         "row_count": INT,
+        "truncated": {"type": "boolean", "const": True, "description": "Present when `max_rows` cut the result."},
         "error": obj({"code": STR, "message": STR}, ["code", "message"],
                      description="Present when execution failed after rows were streamed."),
     }, ["columns", "rows", "row_count"], description="A query's result in the JSON format (streamed)."),
@@ -310,6 +313,93 @@ SCHEMAS = {
         "summary", "results", "error"]),
     "RunStarted": obj({"id": STR, "status": {"type": "string", "const": "running"}}, ["id", "status"],
                       description="Answered when the run's record did not appear in time."),
+    "Me": obj({"user": STR, "role": {"type": "string", "enum": ["admin", "engineer", "analyst", "viewer"]},
+               "auth_enabled": BOOL}, ["user", "role", "auth_enabled"]),
+    "TokenInfo": obj({
+        "id": STR, "user": STR, "kind": {"type": "string", "enum": ["session", "personal"]}, "label": STR,
+        "created_at": {"type": "string", "format": "date-time"},
+        "expires_at": {"type": ["string", "null"], "format": "date-time"}, "revoked": BOOL,
+    }, ["id", "user", "kind", "label", "created_at", "expires_at", "revoked"], description="A token as listed: never its secret."),
+    "SavedQueryRequest": obj({"name": STR, "sql": STR, "description": {"type": "string", "default": ""}},
+                             ["name", "sql"], additional=False),
+    "SavedQuery": obj({
+        "id": STR, "name": STR, "description": STR, "owner": STR, "sql": STR,
+        "created_at": {"type": "string", "format": "date-time"}, "updated_at": {"type": "string", "format": "date-time"},
+    }, ["id", "name", "description", "owner", "sql", "created_at", "updated_at"]),
+    "ChartFilter": obj({
+        "column": STR,
+        "op": {"type": "string", "enum": ["=", "!=", ">", ">=", "<", "<=", "in", "not_in", "like", "is_null", "not_null", "between"]},
+        "value": {"description": "A string, number or boolean; a list for `in`/`not_in`; `[low, high]` for `between`; "
+                                 "none for `is_null`/`not_null`. As a dashboard filter, null, \"\" or [] means all."},
+    }, ["column", "op"], additional=False),
+    "ChartSpec": obj({
+        "type": {"type": "string", "enum": ["bar", "stacked_bar", "line", "area", "pie", "scatter", "big_number",
+                                            "pivot", "table", "heatmap"]},
+        "source": {"oneOf": [obj({"table": {"type": "string", "description": "`schema.table` or `schema.view`."}}, ["table"], additional=False),
+                             obj({"saved_query": {"type": "string", "description": "A saved query's id."}}, ["saved_query"], additional=False)]},
+        "dimensions": {"type": "array", "items": obj({
+            "column": STR,
+            "time_grain": {"type": "string", "enum": ["day", "week", "month", "quarter", "year"]},
+        }, ["column"], additional=False)},
+        "measures": {"type": "array", "items": obj({
+            "agg": {"type": "string", "enum": ["sum", "avg", "count", "count_distinct", "min", "max"]},
+            "column": {"type": "string", "description": "Absent only for `count` (rows)."},
+            "label": {"type": "string", "description": "The result column's name (default `<agg>_<column>`, or `count`)."},
+        }, ["agg"], additional=False)},
+        "filters": {"type": "array", "items": ref("ChartFilter")},
+        "sort": obj({"by": {"type": "string", "description": "A dimension's column or a measure's label."},
+                     "desc": {"type": "boolean", "default": False}}, ["by"], additional=False),
+        "limit": {"type": "integer", "minimum": 1, "default": 1000, "description": "Capped at 10000."},
+        "options": {"type": "object", "description": "Presentation options, kept as sent."},
+    }, ["type", "source"], additional=False,
+        description="What a chart shows. Each type needs its shape: bar, stacked_bar, line, area: 1–2 dimensions "
+                    "(category, series) and ≥1 measure; pie: 1 and 1; scatter: 2 measures (x, y) and ≤1 dimension; "
+                    "big_number: 1 measure and ≤1 time dimension (trend); heatmap: 2 dimensions and 1 measure; pivot: "
+                    "1–2 dimensions and ≥1 measure; table: any columns."),
+    "ChartRequest": obj({"name": STR, "description": {"type": "string", "default": ""}, "spec": ref("ChartSpec")},
+                        ["name", "spec"], description="Other fields (those the server sets) are ignored."),
+    "Chart": obj({
+        "id": STR, "name": STR, "description": STR, "owner": STR, "spec": ref("ChartSpec"),
+        "created_at": {"type": "string", "format": "date-time"}, "updated_at": {"type": "string", "format": "date-time"},
+    }, ["id", "name", "description", "owner", "spec", "created_at", "updated_at"]),
+    "ChartDataRequest": obj({
+        "spec": {**ref("ChartSpec"), "description": "Only for `POST /api/v1/charts/data`."},
+        "filters": {"type": "array", "items": ref("ChartFilter"),
+                    "description": "Dashboard filters: each applies where the chart's source has its column."},
+    }, additional=False),
+    "ChartData": obj({
+        "columns": {"type": "array", "items": ref("SqlColumn")},
+        "rows": {"type": "array", "items": {"type": "object"}, "description": "Objects keyed by dimension column and measure label."},
+        "row_count": INT,
+        "truncated": {"type": "boolean", "description": "More rows than the spec's limit."},
+        "sql": {"type": "string", "description": "The query that ran."},
+        "elapsed_ms": INT,
+        "ignored_filters": {**STR_LIST, "description": "Dashboard filters on columns the source does not have."},
+    }, ["columns", "rows", "row_count", "truncated", "sql", "elapsed_ms", "ignored_filters"]),
+    "Tile": obj({"chart_id": STR,
+                 "x": {"type": "integer", "minimum": 0, "maximum": 11}, "y": {"type": "integer", "minimum": 0},
+                 "w": {"type": "integer", "minimum": 1, "maximum": 12}, "h": {"type": "integer", "minimum": 1, "maximum": 24}},
+                ["chart_id", "x", "y", "w", "h"], additional=False, description="A chart's place on the 12-column grid."),
+    "DashboardFilter": obj({
+        "column": STR, "label": {"type": "string", "default": ""},
+        "op": {"type": "string", "default": "=", "description": "A `ChartFilter` operator."},
+        "default": {"description": "The filter's starting value."},
+    }, ["column"], additional=False),
+    "DashboardRequest": obj({
+        "name": STR, "description": {"type": "string", "default": ""},
+        "refresh_seconds": {"type": "integer", "default": 0, "description": "Auto-refresh period; 0 is off, else at least 5."},
+        "shared_with": {**STR_LIST, "description": "`user:<name>`, `role:<role>` or `*`."},
+        "filters": {"type": "array", "items": ref("DashboardFilter")},
+        "tiles": {"type": "array", "items": ref("Tile")},
+    }, ["name"], description="Other fields (those the server sets) are ignored."),
+    "Dashboard": obj({
+        "id": STR, "name": STR, "description": STR, "owner": STR,
+        "refresh_seconds": INT, "shared_with": STR_LIST,
+        "filters": {"type": "array", "items": ref("DashboardFilter")},
+        "tiles": {"type": "array", "items": ref("Tile")},
+        "charts": {"type": "array", "items": ref("Chart"), "description": "`GET /api/v1/dashboards/{id}` only: the charts of its tiles."},
+        "created_at": {"type": "string", "format": "date-time"}, "updated_at": {"type": "string", "format": "date-time"},
+    }, ["id", "name", "description", "owner", "refresh_seconds", "shared_with", "filters", "tiles", "created_at", "updated_at"]),
     "ProbeStatus": obj({"status": {"type": "string", "enum": ["ok", "error"]}, "message": STR}, ["status"]),
     "Readiness": obj({
         "status": {"type": "string", "enum": ["ready", "not_ready"]},
@@ -348,8 +438,21 @@ def route(path, method, operation):
     PATHS.setdefault(path, {})[method] = operation
 
 
-route("/", "get", op("index", "Start page", "A short HTML page with links (the web UI comes later). Open.", ["probes"],
-                     {"200": {"description": "HTML.", "content": {"text/html": {"schema": STR}}}}, security=OPEN))
+route("/", "get", op("index", "The web UI", "The web UI's page (static, embedded in the binary; it logs in through "
+                     "`POST /api/v1/login`). Sent with a Content-Security-Policy that allows scripts only from this server. Open.",
+                     ["ui"], {"200": {"description": "HTML.", "content": {"text/html": {"schema": STR}}}}, security=OPEN))
+UI_FILE = path_param("path", "The file's path under the folder.")
+UI_FILE_RESPONSES = {
+    "200": {"description": "The file, gzip-compressed when the client accepts it; `ETag` and `Cache-Control: no-cache`.",
+            "content": {"*/*": {"schema": STR}}},
+    "304": {"description": "Not modified (`If-None-Match` matched the `ETag`)."},
+    "404": ref("NotFound", "responses"),
+}
+route("/assets/{path}", "get", op("uiAsset", "A web UI file", "The UI's own scripts and styles. Open.", ["ui"],
+                                  UI_FILE_RESPONSES, parameters=[UI_FILE], security=OPEN))
+route("/vendor/{path}", "get", op("uiVendor", "A vendored library file",
+                                  "Third-party libraries at pinned versions, with their licenses (`ui/vendor.sh`). Open.",
+                                  ["ui"], UI_FILE_RESPONSES, parameters=[UI_FILE], security=OPEN))
 route("/health", "get", op("health", "Liveness probe", "200 while the process serves. Open.", ["probes"],
                            ok("Alive.", obj({"status": {"type": "string", "const": "ok"}}, ["status"])), security=OPEN))
 route("/ready", "get", op("ready", "Readiness probe",
@@ -369,6 +472,9 @@ route("/api/v1/openapi.json", "get", op("openapi", "This document", "The OpenAPI
 FORMAT_PARAM = {"name": "format", "in": "query", "required": False,
                 "description": "Result format; wins over the body's `format` and the `Accept` header.",
                 "schema": {"type": "string", "enum": ["json", "csv", "arrow", "ipc", "arrow-stream", "parquet"]}}
+MAX_ROWS_PARAM = {"name": "max_rows", "in": "query", "required": False,
+                  "description": "Stop after this many rows (JSON says `truncated: true`); wins over the body's `max_rows`.",
+                  "schema": {"type": "integer", "minimum": 0}}
 route("/api/v1/sql", "post", op(
     "runSql", "Run SQL",
     "Runs the statements and answers with the last one's result, streamed. The format comes from `?format=`, "
@@ -382,7 +488,7 @@ route("/api/v1/sql", "post", op(
         "application/vnd.apache.arrow.stream": {"schema": {"type": "string", "contentMediaType": "application/vnd.apache.arrow.stream"}},
         "application/vnd.apache.parquet": {"schema": {"type": "string", "contentMediaType": "application/vnd.apache.parquet"}}}},
      **errors(400, 401, 403, 404, 408, 409, 413, 500, 503)},
-    parameters=[FORMAT_PARAM,
+    parameters=[FORMAT_PARAM, MAX_ROWS_PARAM,
                 {"name": "Accept", "in": "header", "required": False,
                  "description": "`application/json`, `text/csv`, `application/vnd.apache.arrow.stream` or `application/vnd.apache.parquet`.",
                  "schema": STR}],
@@ -456,6 +562,60 @@ route("/api/v1/tokens/{id}", "delete", op(
     "revokeToken", "Revoke a token", "The token's owner or an admin revokes it (403 otherwise)." + AUTH_OFF, ["auth"],
     {**ok("Revoked.", obj({"revoked": STR}, ["revoked"])), **errors(400, 403, 404, *COMMON)},
     parameters=[path_param("id", "Token id.")]))
+
+route("/api/v1/tokens", "get", op(
+    "listTokens", "List tokens", "The caller's tokens (admins: everyone's), never their secrets." + AUTH_OFF, ["auth"],
+    {**ok("Tokens.", obj({"tokens": {"type": "array", "items": ref("TokenInfo")}}, ["tokens"])), **errors(400, *COMMON)}))
+route("/api/v1/me", "get", op(
+    "me", "Who am I", "The caller's user name and role, and whether the server asks for credentials.", ["auth"],
+    {**ok("The caller.", ref("Me")), **errors(*COMMON)}))
+
+# Saved queries, charts and dashboards (the web UI's objects).
+VISIBILITY = (" Saved queries are their owner's (admins see all). Charts and dashboards are visible to their owner, "
+              "engineers and admins, and dashboards to the users and roles in `shared_with`; a chart is visible through "
+              "any dashboard showing it. Only the owner or an admin changes or deletes. Viewers may only read dashboards "
+              "and draw their charts (403 otherwise). Invisible objects answer 404.")
+ID = path_param("id", "The object's id.")
+ANY_BODY = lambda name: {"required": True, **json_body(ref(name))}
+for path, kind, schema, request, tag in [
+        ("/api/v1/saved-queries", "saved_queries", "SavedQuery", "SavedQueryRequest", "savedQueries"),
+        ("/api/v1/charts", "charts", "Chart", "ChartRequest", "charts"),
+        ("/api/v1/dashboards", "dashboards", "Dashboard", "DashboardRequest", "dashboards")]:
+    noun = schema[0].lower() + "".join(" " + c.lower() if c.isupper() else c for c in schema[1:])
+    route(path, "get", op(f"list{schema}s", f"List {noun}s", f"The {noun}s the caller may see." + VISIBILITY,
+                          ["ui objects"], {**ok(f"{schema}s.", obj({kind: {"type": "array", "items": ref(schema)}}, [kind])),
+                                           **errors(403, *COMMON)}))
+    route(path, "post", op(f"create{schema}", f"Create a {noun}", f"The caller becomes its owner." + VISIBILITY,
+                           ["ui objects"], {**ok("Created.", ref(schema), "201"), **errors(400, 403, *COMMON)},
+                           request_body=ANY_BODY(request)))
+    route(path + "/{id}", "get", op(f"get{schema}", f"Get a {noun}",
+                                    (f"The {noun}" + (" and the charts of its tiles." if schema == "Dashboard" else ".")) + VISIBILITY,
+                                    ["ui objects"], {**ok(f"The {noun}.", ref(schema)), **errors(404, *COMMON)},
+                                    parameters=[ID]))
+    route(path + "/{id}", "put", op(f"update{schema}", f"Replace a {noun}", "Name, description and content." + VISIBILITY,
+                                    ["ui objects"], {**ok("Replaced.", ref(schema)), **errors(400, 403, 404, *COMMON)},
+                                    parameters=[ID], request_body=ANY_BODY(request)))
+    route(path + "/{id}", "delete", op(f"delete{schema}", f"Delete a {noun}", "Deleted for everyone." + VISIBILITY,
+                                       ["ui objects"], {**ok("Deleted.", obj({"deleted": STR}, ["deleted"])),
+                                                        **errors(403, 404, *COMMON)}, parameters=[ID]))
+route("/api/v1/charts/data", "post", op(
+    "previewChartData", "Draw an unsaved chart",
+    "Runs `spec` with the caller's own rights (the chart builder's preview); `filters` as on a dashboard. "
+    "A spec of the wrong shape, an unknown column or a failing query answer 4xx with the reason. Not for viewers.",
+    ["ui objects"], {**ok("The chart's rows.", ref("ChartData")), **errors(400, 403, 404, *COMMON)},
+    request_body=ANY_BODY("ChartDataRequest")))
+route("/api/v1/charts/{id}/data", "post", op(
+    "chartData", "Draw a saved chart",
+    "Runs the chart with its owner's table rights while row policies and column masks apply to the caller "
+    "(as a view does), with the dashboard's `filters` where the source has their columns. The body is optional.",
+    ["ui objects"], {**ok("The chart's rows.", ref("ChartData")), **errors(400, 403, 404, *COMMON)},
+    parameters=[ID], request_body={"required": False, **json_body(ref("ChartDataRequest"))}))
+route("/api/v1/dashboards/{id}/values", "get", op(
+    "dashboardFilterValues", "Values for a dashboard filter",
+    "Up to 500 distinct non-null values of `column`, from the first chart of the dashboard whose source has it "
+    "(with that chart's owner's rights); empty when none has it.",
+    ["ui objects"], {**ok("Values.", obj({"values": {"type": "array"}}, ["values"])), **errors(400, 403, 404, *COMMON)},
+    parameters=[ID, {"name": "column", "in": "query", "required": True, "schema": STR}]))
 
 # Secrets.
 route("/api/v1/secrets", "get", op(
@@ -583,7 +743,7 @@ DOC = {
     },
     "servers": [{"url": "/"}],
     "security": [{"basic": []}, {"bearer": []}],
-    "tags": [{"name": n} for n in ["probes", "meta", "sql", "auth", "secrets", "connections", "projects"]],
+    "tags": [{"name": n} for n in ["ui", "probes", "meta", "sql", "auth", "ui objects", "secrets", "connections", "projects"]],
     "paths": PATHS,
     "components": {
         "securitySchemes": {

@@ -179,17 +179,26 @@ impl Encoder {
         }
     }
 
-    /// Closes the output; `error` is reported inside a JSON body (other formats cannot carry it).
-    pub fn end(&mut self, error: Option<(&str, &str)>) -> Result<Bytes, arrow::error::ArrowError> {
+    /// Closes the output; `error` is reported inside a JSON body (other formats cannot carry it),
+    /// and so is `truncated`: the result was cut at the row cap the client asked for.
+    pub fn end(
+        &mut self,
+        error: Option<(&str, &str)>,
+        truncated: bool,
+    ) -> Result<Bytes, arrow::error::ArrowError> {
         match self {
             Encoder::Json { rows, .. } => {
-                let tail = match error {
-                    None => format!("],\"row_count\":{rows}}}"),
-                    Some((code, message)) => format!(
-                        "],\"row_count\":{rows},\"error\":{}}}",
+                let mut tail = format!("],\"row_count\":{rows}");
+                if truncated {
+                    tail.push_str(",\"truncated\":true");
+                }
+                if let Some((code, message)) = error {
+                    tail.push_str(&format!(
+                        ",\"error\":{}",
                         serde_json::json!({"code": code, "message": message})
-                    ),
-                };
+                    ));
+                }
+                tail.push('}');
                 Ok(Bytes::from(tail))
             }
             Encoder::Csv { .. } => Ok(Bytes::new()),
@@ -226,8 +235,28 @@ pub fn encode_all(
     for batch in batches {
         out.extend_from_slice(&encoder.batch(batch)?);
     }
-    out.extend_from_slice(&encoder.end(None)?);
+    out.extend_from_slice(&encoder.end(None, false)?);
     Ok(out)
+}
+
+/// Rows as JSON objects keyed by column name (NULLs kept), as the JSON result format writes them.
+pub fn json_rows(
+    batches: &[RecordBatch],
+) -> Result<Vec<serde_json::Value>, arrow::error::ArrowError> {
+    let mut buffer = Vec::new();
+    {
+        let mut writer = arrow::json::WriterBuilder::new()
+            .with_explicit_nulls(true)
+            .build::<_, JsonArray>(&mut buffer);
+        for batch in batches {
+            writer.write(batch)?;
+        }
+        writer.finish()?;
+    }
+    if buffer.is_empty() {
+        return Ok(Vec::new());
+    }
+    serde_json::from_slice(&buffer).map_err(|e| arrow::error::ArrowError::JsonError(e.to_string()))
 }
 
 #[cfg(test)]

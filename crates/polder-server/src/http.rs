@@ -1,4 +1,5 @@
-//! The HTTP listener: REST API (`/api/v1/...`), health and readiness probes, Prometheus metrics.
+//! The HTTP listener: the web UI (`/`), REST API (`/api/v1/...`), health and readiness probes,
+//! Prometheus metrics.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -50,8 +51,61 @@ async fn openapi_document() -> impl IntoResponse {
 }
 
 pub(crate) fn router(state: AppState) -> Router {
+    // The web UI's files go out gzip-compressed to browsers that accept it.
+    let compressed = tower_http::compression::CompressionLayer::new;
     Router::new()
-        .route("/", get(index))
+        .route("/", get(crate::ui_assets::index).layer(compressed()))
+        .route(
+            "/assets/{*path}",
+            get(crate::ui_assets::asset).layer(compressed()),
+        )
+        .route(
+            "/vendor/{*path}",
+            get(crate::ui_assets::vendor).layer(compressed()),
+        )
+        .route("/api/v1/me", get(crate::http_auth::me))
+        .route(
+            "/api/v1/saved-queries",
+            get(crate::http_saved::list_saved_queries).post(crate::http_saved::create_saved_query),
+        )
+        .route(
+            "/api/v1/saved-queries/{id}",
+            get(crate::http_saved::get_saved_query)
+                .put(crate::http_saved::update_saved_query)
+                .delete(crate::http_saved::delete_saved_query),
+        )
+        .route(
+            "/api/v1/charts",
+            get(crate::http_saved::list_charts).post(crate::http_saved::create_chart),
+        )
+        .route(
+            "/api/v1/charts/data",
+            post(crate::http_saved::preview_chart_data),
+        )
+        .route(
+            "/api/v1/charts/{id}",
+            get(crate::http_saved::get_chart)
+                .put(crate::http_saved::update_chart)
+                .delete(crate::http_saved::delete_chart),
+        )
+        .route(
+            "/api/v1/charts/{id}/data",
+            post(crate::http_saved::saved_chart_data),
+        )
+        .route(
+            "/api/v1/dashboards",
+            get(crate::http_saved::list_dashboards).post(crate::http_saved::create_dashboard),
+        )
+        .route(
+            "/api/v1/dashboards/{id}",
+            get(crate::http_saved::get_dashboard)
+                .put(crate::http_saved::update_dashboard)
+                .delete(crate::http_saved::delete_dashboard),
+        )
+        .route(
+            "/api/v1/dashboards/{id}/values",
+            get(crate::http_saved::dashboard_values),
+        )
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(prometheus))
@@ -123,7 +177,10 @@ pub(crate) fn router(state: AppState) -> Router {
             "/api/v1/projects/{name}/{command}",
             post(crate::http_transform::run_project),
         )
-        .route("/api/v1/tokens", post(crate::http_auth::create_token))
+        .route(
+            "/api/v1/tokens",
+            get(crate::http_auth::list_tokens).post(crate::http_auth::create_token),
+        )
         .route(
             "/api/v1/tokens/{id}",
             axum::routing::delete(crate::http_auth::revoke_token),
@@ -187,19 +244,6 @@ fn engine_error_response(err: &EngineError) -> Response {
     error_response(err.kind(), &err.to_string(), Some(err.sqlstate()))
 }
 
-async fn index() -> impl IntoResponse {
-    let page = concat!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Polder</title></head>",
-        "<body style=\"font-family: system-ui, sans-serif; max-width: 40rem; margin: 4rem auto;\">",
-        "<h1>Polder</h1><p>The data platform is running.</p><ul>",
-        "<li><code>POST /api/v1/sql</code> with <code>{\"sql\": \"...\"}</code></li>",
-        "<li><a href=\"/api/v1/catalog\">/api/v1/catalog</a></li>",
-        "<li><a href=\"/health\">/health</a>, <a href=\"/ready\">/ready</a>, <a href=\"/metrics\">/metrics</a></li>",
-        "</ul><p>PostgreSQL wire on port 31010, Arrow Flight SQL on 32010.</p></body></html>"
-    );
-    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], page)
-}
-
 async fn not_found() -> Response {
     error_response(ErrorKind::NotFound, "no such endpoint", None)
 }
@@ -251,11 +295,15 @@ struct SqlRequest {
     sql: String,
     #[serde(default)]
     format: Option<String>,
+    /// Stop after this many rows (the JSON answer then says `"truncated": true`).
+    #[serde(default)]
+    max_rows: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
 struct FormatParam {
     format: Option<String>,
+    max_rows: Option<u64>,
 }
 
 fn choose_format(
@@ -350,17 +398,20 @@ async fn sql(
                 }
                 None => None,
             };
-            stream_response(stream, first, format, run)
+            let max_rows = params.max_rows.or(request.max_rows);
+            stream_response(stream, first, format, max_rows, run)
         }
     }
 }
 
 /// Streams a result: a task pulls batches and encodes them into a channel the body reads. A
-/// client that goes away closes the channel, which stops the task and drops the query.
+/// client that goes away closes the channel, which stops the task and drops the query. With
+/// `max_rows`, the query stops after that many rows.
 fn stream_response(
     mut stream: datafusion::execution::SendableRecordBatchStream,
     first: Option<datafusion::arrow::array::RecordBatch>,
     format: OutputFormat,
+    max_rows: Option<u64>,
     run: StatementRun,
 ) -> Response {
     let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
@@ -382,6 +433,7 @@ fn stream_response(
             return;
         }
         let mut failure: Option<EngineError> = None;
+        let mut truncated = false;
         let mut pending_first = first;
         loop {
             let next = match pending_first.take() {
@@ -391,13 +443,20 @@ fn stream_response(
             let Some(next) = next else {
                 break;
             };
-            let batch = match next {
+            let mut batch = match next {
                 Ok(batch) => batch,
                 Err(err) => {
                     failure = Some(EngineError::from(err));
                     break;
                 }
             };
+            if let Some(limit) = max_rows {
+                let room = limit.saturating_sub(rows);
+                if batch.num_rows() as u64 > room {
+                    batch = batch.slice(0, room as usize);
+                    truncated = true;
+                }
+            }
             rows += batch.num_rows() as u64;
             let chunk = match encoder.batch(&batch) {
                 Ok(chunk) => chunk,
@@ -407,12 +466,13 @@ fn stream_response(
                 }
             };
             bytes += chunk.len() as u64;
-            if chunk.is_empty() {
-                continue;
-            }
-            if sender.send(Ok(chunk)).await.is_err() {
+            if !chunk.is_empty() && sender.send(Ok(chunk)).await.is_err() {
                 tracing::debug!("http client went away during a result stream");
                 return;
+            }
+            if truncated {
+                // Dropping the stream stops the query.
+                break;
             }
         }
         match &failure {
@@ -426,7 +486,7 @@ fn stream_response(
                 let error = failure
                     .as_ref()
                     .map(|e| (e.kind().code(), message.as_deref().unwrap_or("")));
-                match encoder.end(error) {
+                match encoder.end(error, truncated) {
                     Ok(tail) => {
                         bytes += tail.len() as u64;
                         let _ = sender.send(Ok(tail)).await;

@@ -26,9 +26,14 @@ fn client_of(request: &Request) -> String {
     format!("http {address}")
 }
 
-/// Paths that stay open: the probes, the login, and the page that says how to log in.
+/// Paths that stay open: the probes, the login, and the web UI's static files (the UI logs in
+/// through the API; the files hold no data).
 fn is_open(path: &str, protect_metrics: bool) -> bool {
-    matches!(path, "/health" | "/ready" | "/" | "/api/v1/login")
+    matches!(
+        path,
+        "/health" | "/ready" | "/" | "/favicon.ico" | "/api/v1/login"
+    ) || path.starts_with("/assets/")
+        || path.starts_with("/vendor/")
         || (path == "/metrics" && !protect_metrics)
 }
 
@@ -233,6 +238,51 @@ pub(crate) async fn create_token(
             .into_response(),
         Err(err) => auth_error(&err),
     }
+}
+
+/// `GET /api/v1/tokens`: the caller's tokens (admins: everyone's), never their secrets.
+pub(crate) async fn list_tokens(State(state): State<AppState>) -> Response {
+    let auth = match authenticator(&state) {
+        Ok(auth) => auth,
+        Err(response) => return response,
+    };
+    let principal = access::current_principal();
+    let owner = (principal.role != Role::Admin).then_some(principal.user.as_str());
+    let tokens = match auth.store().list_tokens(owner).await {
+        Ok(tokens) => tokens,
+        Err(err) => return error_response(err.kind(), &err.to_string(), None),
+    };
+    let time = |millis: i64| {
+        chrono::DateTime::from_timestamp_millis(millis)
+            .map(|t| t.to_rfc3339())
+            .unwrap_or_default()
+    };
+    let tokens: Vec<serde_json::Value> = tokens
+        .iter()
+        .map(|token| {
+            serde_json::json!({
+                "id": token.id,
+                "user": token.user_name,
+                "kind": token.kind,
+                "label": token.label,
+                "created_at": time(token.created_at),
+                "expires_at": token.expires_at.map(time),
+                "revoked": token.revoked,
+            })
+        })
+        .collect();
+    Json(serde_json::json!({ "tokens": tokens })).into_response()
+}
+
+/// `GET /api/v1/me`: who the caller is, and whether this server asks anyone to log in.
+pub(crate) async fn me(State(state): State<AppState>) -> Response {
+    let principal = access::current_principal();
+    Json(serde_json::json!({
+        "user": principal.user,
+        "role": principal.role.as_str(),
+        "auth_enabled": state.auth.is_some(),
+    }))
+    .into_response()
 }
 
 /// `DELETE /api/v1/tokens/{id}`: the owner or an admin revokes a token.

@@ -7,6 +7,7 @@
 #![allow(clippy::result_large_err)] // handlers' errors are the axum `Response` they answer with
 
 pub mod auth;
+pub mod charts;
 mod error;
 mod flight;
 mod flight_auth;
@@ -14,6 +15,7 @@ pub mod format;
 mod http;
 mod http_auth;
 mod http_connections;
+mod http_saved;
 mod http_secrets;
 mod http_transform;
 pub mod metrics;
@@ -25,6 +27,7 @@ mod pg_cursor;
 mod pg_functions;
 mod refusals;
 pub mod tls;
+mod ui_assets;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -41,6 +44,7 @@ use tokio::task::JoinSet;
 
 pub use auth::{AuthError, Authenticator};
 pub use error::{ServerError, grpc_status, http_status};
+pub use http_saved::{DashboardBody, DashboardFilter, Tile};
 pub use http_transform::serve_static_dir;
 pub use tls::TlsIdentity;
 

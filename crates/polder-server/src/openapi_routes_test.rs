@@ -137,8 +137,10 @@ fn routed_operations(http_rs: &str) -> BTreeSet<(String, String)> {
         }
         let methods: Vec<&str> = names.into_iter().filter(|n| METHODS.contains(n)).collect();
         assert!(!methods.is_empty(), "route {path}: no method router found");
+        // axum's catch-all `{*rest}` is OpenAPI's `{rest}`.
+        let path = path.replace("{*", "{");
         for method in methods {
-            operations.insert((path.to_string(), method.to_string()));
+            operations.insert((path.clone(), method.to_string()));
         }
         rest = &rest[close + 1..];
     }

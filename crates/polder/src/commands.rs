@@ -26,6 +26,9 @@ pub async fn serve(config: &Config, with_demo: bool) -> anyhow::Result<()> {
         demo::ensure_loaded(&engine)
             .await
             .context("loading the demo dataset")?;
+        demo::ensure_dashboard(&engine)
+            .await
+            .context("saving the demo dashboard")?;
     }
     let upload_dir = config.data_dir.join("uploads");
     let auth = if config.auth.enabled {

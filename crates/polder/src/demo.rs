@@ -382,6 +382,16 @@ const TRANSFORMS: &[(&str, &str)] = &[
          WHERE o.status <> 'returned'
          GROUP BY c.country",
     ),
+    (
+        "gold.sales",
+        "SELECT l.order_date, c.country, c.segment, l.channel, l.category,
+                count(DISTINCT l.order_id) AS orders, sum(l.quantity) AS units,
+                CAST(sum(l.amount) AS DECIMAL(14, 2)) AS revenue,
+                CAST(sum(l.amount - l.cost) AS DECIMAL(14, 2)) AS gross_margin
+         FROM silver.order_lines l JOIN silver.customers c ON c.customer_id = l.customer_id
+         WHERE l.status <> 'returned'
+         GROUP BY 1, 2, 3, 4, 5",
+    ),
 ];
 
 async fn exists(engine: &Engine, name: &str) -> anyhow::Result<bool> {
@@ -430,5 +440,124 @@ pub async fn ensure_loaded(engine: &Engine) -> anyhow::Result<()> {
             .await?;
     }
     tracing::info!("demo dataset loaded: bronze.shop_*, silver.*, gold.*");
+    Ok(())
+}
+
+/// The demo dashboard's owner: the user `polder serve` creates first.
+const DEMO_OWNER: &str = "admin";
+const DEMO_DASHBOARD: &str = "Shop overview";
+
+/// The demo dashboard's charts: (name, spec, tile x, y, w, h on the 12-column grid).
+fn demo_charts() -> Vec<(&'static str, serde_json::Value, [u32; 4])> {
+    use serde_json::json;
+    let revenue = json!({"agg": "sum", "column": "revenue", "label": "Revenue"});
+    vec![
+        (
+            "Revenue",
+            json!({"type": "big_number", "source": {"table": "gold.sales"},
+                   "dimensions": [{"column": "order_date", "time_grain": "month"}],
+                   "measures": [revenue]}),
+            [0, 0, 3, 3],
+        ),
+        (
+            "Orders",
+            json!({"type": "big_number", "source": {"table": "gold.sales"},
+                   "dimensions": [{"column": "order_date", "time_grain": "month"}],
+                   "measures": [{"agg": "sum", "column": "orders", "label": "Orders"}]}),
+            [0, 3, 3, 3],
+        ),
+        (
+            "Revenue by month",
+            json!({"type": "line", "source": {"table": "gold.sales"},
+                   "dimensions": [{"column": "order_date", "time_grain": "month"}],
+                   "measures": [revenue, {"agg": "sum", "column": "gross_margin", "label": "Gross margin"}]}),
+            [3, 0, 9, 6],
+        ),
+        (
+            "Revenue by category",
+            json!({"type": "stacked_bar", "source": {"table": "gold.sales"},
+                   "dimensions": [{"column": "order_date", "time_grain": "quarter"}, {"column": "category"}],
+                   "measures": [revenue]}),
+            [0, 6, 8, 6],
+        ),
+        (
+            "Revenue by channel",
+            json!({"type": "pie", "source": {"table": "gold.sales"},
+                   "dimensions": [{"column": "channel"}], "measures": [revenue]}),
+            [8, 6, 4, 6],
+        ),
+        (
+            "Revenue by country",
+            json!({"type": "bar", "source": {"table": "gold.sales"},
+                   "dimensions": [{"column": "country"}], "measures": [revenue]}),
+            [0, 12, 6, 6],
+        ),
+        (
+            "Orders by segment and channel",
+            json!({"type": "heatmap", "source": {"table": "gold.sales"},
+                   "dimensions": [{"column": "segment"}, {"column": "channel"}],
+                   "measures": [{"agg": "sum", "column": "orders", "label": "Orders"}]}),
+            [6, 12, 6, 6],
+        ),
+        (
+            "Top customers",
+            json!({"type": "table", "source": {"table": "gold.customer_lifetime_value"},
+                   "dimensions": [{"column": "customer_name"}, {"column": "country"}, {"column": "segment"}],
+                   "measures": [{"agg": "sum", "column": "orders", "label": "Orders"}, revenue],
+                   "sort": {"by": "Revenue", "desc": true}, "limit": 20}),
+            [0, 18, 12, 6],
+        ),
+    ]
+}
+
+/// Saves the demo dashboard and its charts, unless a dashboard of that name exists.
+pub async fn ensure_dashboard(engine: &Engine) -> anyhow::Result<()> {
+    use polder_catalog::SavedObjectKind;
+    let store = engine.catalog_store();
+    let dashboards = store.list_saved_objects(SavedObjectKind::Dashboard).await?;
+    if dashboards.iter().any(|d| d.name == DEMO_DASHBOARD) {
+        return Ok(());
+    }
+    let mut tiles = Vec::new();
+    for (name, spec, [x, y, w, h]) in demo_charts() {
+        // Checked as the API checks a chart, so the demo cannot hold one the UI cannot draw.
+        let spec: polder_server::charts::ChartSpec = serde_json::from_value(spec)?;
+        spec.check_shape().map_err(anyhow::Error::msg)?;
+        let body = serde_json::to_string(&serde_json::json!({ "spec": spec }))?;
+        let chart = store
+            .create_saved_object(SavedObjectKind::Chart, name, "", DEMO_OWNER, &body)
+            .await?;
+        tiles.push(polder_server::Tile {
+            chart_id: chart.id,
+            x,
+            y,
+            w,
+            h,
+        });
+    }
+    let body = polder_server::DashboardBody {
+        refresh_seconds: 0,
+        // Admins and engineers see every dashboard; sharing with others is the owner's choice.
+        shared_with: Vec::new(),
+        filters: ["country", "channel", "category"]
+            .into_iter()
+            .map(|column| polder_server::DashboardFilter {
+                column: column.to_string(),
+                label: String::new(),
+                op: "=".to_string(),
+                default: None,
+            })
+            .collect(),
+        tiles,
+    };
+    store
+        .create_saved_object(
+            SavedObjectKind::Dashboard,
+            DEMO_DASHBOARD,
+            "Revenue, orders and customers of the demo shop, from the gold layer.",
+            DEMO_OWNER,
+            &serde_json::to_string(&body)?,
+        )
+        .await?;
     Ok(())
 }

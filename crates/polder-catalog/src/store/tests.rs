@@ -445,6 +445,77 @@ async fn exercise_governance(store: &CatalogStore) {
     }
 }
 
+async fn exercise_saved_objects(store: &CatalogStore) {
+    use crate::SavedObjectKind;
+    let chart = store
+        .create_saved_object(
+            SavedObjectKind::Chart,
+            "Revenue",
+            "",
+            "ann",
+            r#"{"type":"bar"}"#,
+        )
+        .await
+        .unwrap();
+    store
+        .create_saved_object(SavedObjectKind::Dashboard, "Overview", "", "ann", "{}")
+        .await
+        .unwrap();
+    // Kinds do not mix: a chart's id is not a dashboard's.
+    assert!(
+        store
+            .get_saved_object(SavedObjectKind::Dashboard, &chart.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let charts = store
+        .list_saved_objects(SavedObjectKind::Chart)
+        .await
+        .unwrap();
+    assert_eq!(charts, vec![chart.clone()]);
+    let updated = store
+        .update_saved_object(
+            SavedObjectKind::Chart,
+            &chart.id,
+            "Revenue by month",
+            "d",
+            r#"{"type":"line"}"#,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(updated.name, "Revenue by month");
+    assert_eq!(updated.body, r#"{"type":"line"}"#);
+    assert_eq!(updated.created_at, chart.created_at);
+    assert!(
+        store
+            .update_saved_object(SavedObjectKind::Chart, "missing", "x", "", "{}")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .delete_saved_object(SavedObjectKind::Chart, &chart.id)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .delete_saved_object(SavedObjectKind::Chart, &chart.id)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .list_saved_objects(SavedObjectKind::Chart)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 #[tokio::test]
 async fn sqlite_catalog_works() {
     let dir = tempfile::tempdir().unwrap();
@@ -454,6 +525,7 @@ async fn sqlite_catalog_works() {
     exercise(&store).await;
     exercise_security(&store).await;
     exercise_governance(&store).await;
+    exercise_saved_objects(&store).await;
 
     // Reopening runs no migration twice and keeps the data.
     store.create_schema("kept", false).await.unwrap();
@@ -471,6 +543,7 @@ async fn postgres_catalog_works_and_is_shared() {
     exercise(&first).await;
     exercise_security(&first).await;
     exercise_governance(&first).await;
+    exercise_saved_objects(&first).await;
 
     // A second process on the same database sees the first one's changes.
     let second = CatalogStore::open(&database.url).await.unwrap();
