@@ -29,7 +29,7 @@ function showSecret(title, label, secret, note) {
 
 function section(id, title, subtitle, actions, body) {
   return h('section', { class: 'section', id: `admin-${id}` },
-    h('div', { class: 'section-head' }, h('h2', {}, title), subtitle ? h('span', { class: 'muted', style: { fontSize: '13px' } }, subtitle) : null,
+    h('div', { class: 'section-head' }, h('h2', {}, title), subtitle ? h('span', { class: 'muted hide-phone', style: { fontSize: '13px' } }, subtitle) : null,
       h('div', { class: 'spacer' }), actions),
     body);
 }
@@ -242,7 +242,7 @@ export async function mount(root, _params, ctx) {
           h('td', { class: 'muted nowrap hide-phone', title: formatTime(t.created_at) }, timeAgo(t.created_at)),
           h('td', { class: 'nowrap', title: formatTime(t.expires_at) }, t.expires_at ? timeAgo(t.expires_at) : h('span', { class: 'muted' }, 'never')),
           h('td', { class: 'muted nowrap hide-phone' }, t.last_used_at ? timeAgo(t.last_used_at) : 'never'),
-          h('td', { class: 'actions' }, h('button', {
+          h('td', { class: 'actions' }, t.revoked ? badge('revoked') : h('button', {
             type: 'button', class: 'btn btn-small btn-danger', 'data-testid': 'token-revoke',
             on: { click: () => revokeToken(t) },
           }, 'Revoke'))))))));

@@ -638,6 +638,7 @@ const DOM_TYPES = new Set(['big_number', 'pivot', 'table']);
  *     resize(), redraw(), dispose() }
  * The chart follows its element's size (ResizeObserver) and the app theme (`polder-theme`).
  * opts.onDrawn is called alongside `drawn` resolving, for callers that prefer callbacks.
+ * opts.animate = false draws at once (dashboards: many charts, the numbers matter, not the motion).
  */
 export function renderChart(el, spec, result, opts = {}) {
   ensureChartsCss();
@@ -702,7 +703,7 @@ export function renderChart(el, spec, result, opts = {}) {
     };
     instance.on('finished', finish);
     let builtWidth = el.clientWidth;
-    instance.setOption(echartsOption(spec, d, builtWidth));
+    instance.setOption(echartsOption(spec, d, builtWidth, opts.animate !== false));
     // A zero-sized element (hidden tab, collapsed tile) may never report 'finished'.
     setTimeout(finish, 3000);
     let relayout = null;

@@ -555,7 +555,7 @@ async function mountDashboard(root, id, ctx) {
       t.handle?.dispose();
       const chartEl = h('div', {});
       t.body.replaceChildren(chartEl);
-      t.handle = renderChart(chartEl, chart.spec, result);
+      t.handle = renderChart(chartEl, chart.spec, result, { animate: false });
       // Say so when a dashboard filter does not apply, so nobody misreads the numbers.
       const ignored = result.ignored_filters || [];
       t.note.hidden = !ignored.length;

@@ -227,7 +227,8 @@ function summariseMetrics(metrics) {
   ];
   const parts = [];
   for (const [key, label] of wanted) {
-    if (m[key] == null) continue;
+    // Zero counts ("0 files removed") are noise, except for rows.
+    if (m[key] == null || (Number(m[key]) === 0 && !label.includes('rows'))) continue;
     if (label === 'bytes') parts.push(formatBytes(Number(m[key])));
     else if (label === 'ms') parts.push(`${formatNumber(Number(m[key]))} ms`);
     else parts.push(`${formatNumber(Number(m[key]))} ${label}`);

@@ -138,6 +138,7 @@ export function formatValue(v, type) {
   const t = String(type || '');
   if (typeof v === 'number') {
     if (/^Decimal/i.test(t)) return formatDecimal(v, t);
+    if (/^Float/i.test(t)) return formatFloat(v);
     return formatNumber(v);
   }
   if (typeof v === 'boolean') return v ? 'true' : 'false';
@@ -150,6 +151,15 @@ export function formatValue(v, type) {
   }
   if (/^Timestamp/i.test(t)) return formatTime(v);
   return String(v);
+}
+
+const smallFloatFormat = new Intl.NumberFormat(undefined, { maximumSignificantDigits: 6 });
+const floatFormat = new Intl.NumberFormat(undefined, { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+
+/** Floats get two decimals so a column lines up; tiny values keep six significant digits. */
+function formatFloat(v) {
+  if (!Number.isFinite(v)) return String(v);
+  return v !== 0 && Math.abs(v) < 1 ? smallFloatFormat.format(v) : floatFormat.format(v);
 }
 
 /** Decimals keep their scale ("12.50" stays "12.50") so columns line up. */

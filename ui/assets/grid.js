@@ -36,6 +36,8 @@ function shortType(type) {
     .replace(/^Decimal(128|256)\((\d+),\s*(-?\d+)\)/i, 'decimal($2,$3)')
     .replace(/^Timestamp\((\w+),\s*None\)/i, 'timestamp')
     .replace(/^Timestamp\((\w+),\s*Some\("?([^")]*)"?\)\)/i, 'timestamp $2')
+    .replace(/^Timestamp\((\w+),\s*"([^"]*)"\)/i, 'timestamp $2')
+    .replace(/^Timestamp\((\w+)\)/i, 'timestamp')
     .replace(/^(Utf8View|LargeUtf8|Utf8)$/i, 'text')
     .toLowerCase();
 }

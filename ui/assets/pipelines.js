@@ -490,7 +490,7 @@ function nodeDetails(node, ctx) {
     h('div', { class: 'row' }, h('h3', {}, node.name), h('span', { class: 'tag' }, node.resource_type),
       node.materialized ? h('span', { class: 'tag' }, node.materialized) : null,
       h('div', { class: 'spacer' }),
-      schema && table ? h('button', { type: 'button', class: 'btn btn-small', on: { click: () => ctx.navigate(`#/data/${encodeURIComponent(schema)}/${encodeURIComponent(table)}`) } }, icon('table', 14), 'Open table') : null),
+      schema && table && node.materialized !== 'ephemeral' ? h('button', { type: 'button', class: 'btn btn-small', on: { click: () => ctx.navigate(`#/data/${encodeURIComponent(schema)}/${encodeURIComponent(table)}`) } }, icon('table', 14), 'Open table') : null),
     node.description ? h('p', { class: 'muted' }, node.description) : null,
     h('dl', { class: 'kv' },
       h('dt', {}, 'Id'), h('dd', { class: 'mono' }, node.unique_id),
