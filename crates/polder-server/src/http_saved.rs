@@ -155,6 +155,28 @@ async fn audit(state: &AppState, verb: &str, record: &SavedObjectRecord) {
     crate::http_secrets::audit_change(state, &record.kind, &what, None).await;
 }
 
+/// `{"<key>": [...]}`: the objects of `kind` that `visible` lets `principal` see.
+async fn list_visible(
+    state: &AppState,
+    principal: &Principal,
+    kind: SavedObjectKind,
+    key: &str,
+    visible: fn(&Principal, &SavedObjectRecord) -> bool,
+) -> Result<Response, Response> {
+    let records = state
+        .engine
+        .catalog_store()
+        .list_saved_objects(kind)
+        .await
+        .map_err(catalog_failure)?;
+    let shown: Vec<serde_json::Value> = records
+        .iter()
+        .filter(|record| visible(principal, record))
+        .map(present)
+        .collect();
+    Ok(Json(serde_json::json!({ key: shown })).into_response())
+}
+
 fn respond(result: Result<Response, Response>) -> Response {
     result.unwrap_or_else(|response| response)
 }
@@ -186,18 +208,14 @@ pub(crate) async fn list_saved_queries(State(state): State<AppState>) -> Respons
         async {
             let principal = access::current_principal();
             require_author(&principal, "use saved queries")?;
-            let records = state
-                .engine
-                .catalog_store()
-                .list_saved_objects(SavedObjectKind::SavedQuery)
-                .await
-                .map_err(catalog_failure)?;
-            let visible: Vec<serde_json::Value> = records
-                .iter()
-                .filter(|r| may_see_query(&principal, r))
-                .map(present)
-                .collect();
-            Ok(Json(serde_json::json!({ "saved_queries": visible })).into_response())
+            list_visible(
+                &state,
+                &principal,
+                SavedObjectKind::SavedQuery,
+                "saved_queries",
+                may_see_query,
+            )
+            .await
         }
         .await,
     )
@@ -444,18 +462,14 @@ pub(crate) async fn list_dashboards(State(state): State<AppState>) -> Response {
     respond(
         async {
             let principal = access::current_principal();
-            let records = state
-                .engine
-                .catalog_store()
-                .list_saved_objects(SavedObjectKind::Dashboard)
-                .await
-                .map_err(catalog_failure)?;
-            let visible: Vec<serde_json::Value> = records
-                .iter()
-                .filter(|r| may_see_dashboard(&principal, r))
-                .map(present)
-                .collect();
-            Ok(Json(serde_json::json!({ "dashboards": visible })).into_response())
+            list_visible(
+                &state,
+                &principal,
+                SavedObjectKind::Dashboard,
+                "dashboards",
+                may_see_dashboard,
+            )
+            .await
         }
         .await,
     )
