@@ -113,7 +113,7 @@ export async function mount(root, params, ctx) {
     }
     if (connections.length === 0) {
       connectionsBox.replaceChildren(h('div', { class: 'card', 'data-testid': 'connections-list' },
-        emptyState('No connections yet', 'Create one with `polder connection create` or POST /api/v1/connections.')));
+        emptyState('No connections yet', 'Add one with `polder connection add` or POST /api/v1/connections (see docs/ingestion.md).')));
       return;
     }
     const body = h('tbody');
@@ -183,7 +183,7 @@ export async function mount(root, params, ctx) {
     }
     if (projects.length === 0) {
       projectsBox.replaceChildren(h('div', { class: 'card', 'data-testid': 'projects-list' },
-        emptyState('No projects yet', 'A dbt project appears here after its first `polder transform build`.')));
+        emptyState('No projects yet', 'A dbt project appears here after its first `polder build --project-dir <dir>`.')));
       return;
     }
     const rows = projects.map((project) => projectRow(project));
