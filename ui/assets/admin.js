@@ -234,14 +234,14 @@ export async function mount(root, _params, ctx) {
       }
       tokensBox.replaceChildren(h('div', { class: 'table-wrap', 'data-testid': 'tokens-list' }, h('table', { class: 'table' },
         h('thead', {}, h('tr', {}, h('th', {}, 'Label'), h('th', {}, 'User'), h('th', {}, 'Kind'), h('th', { class: 'hide-phone' }, 'Created'),
-          h('th', {}, 'Expires'), h('th', { class: 'hide-phone' }, 'Last used'), h('th', {}))),
+          h('th', {}, 'Expires'), h('th', { class: 'hide-phone' }, 'Status'), h('th', {}))),
         h('tbody', {}, tokens.map((t) => h('tr', { 'data-testid': 'token-row' },
           h('td', {}, t.label || h('span', { class: 'muted' }, '(no label)')),
           h('td', {}, t.user),
           h('td', {}, h('span', { class: 'tag' }, t.kind)),
           h('td', { class: 'muted nowrap hide-phone', title: formatTime(t.created_at) }, timeAgo(t.created_at)),
           h('td', { class: 'nowrap', title: formatTime(t.expires_at) }, t.expires_at ? timeAgo(t.expires_at) : h('span', { class: 'muted' }, 'never')),
-          h('td', { class: 'muted nowrap hide-phone' }, t.last_used_at ? timeAgo(t.last_used_at) : 'never'),
+          h('td', { class: 'nowrap hide-phone' }, t.revoked ? h('span', { class: 'badge badge-danger' }, 'revoked') : h('span', { class: 'badge badge-ok' }, 'active')),
           h('td', { class: 'actions' }, t.revoked ? badge('revoked') : h('button', {
             type: 'button', class: 'btn btn-small btn-danger', 'data-testid': 'token-revoke',
             on: { click: () => revokeToken(t) },
