@@ -17,6 +17,17 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// `N` distinct free ports: every listener stays open until all are chosen.
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("a free port"))
+        .collect();
+    std::array::from_fn(|i| listeners[i].local_addr().expect("bound").port())
+}
+
+/// Attempts at starting a server before a port taken in the meantime counts as a failure.
+const START_ATTEMPTS: usize = 5;
+
 /// A running `polder serve`. Killed when dropped.
 pub struct Server {
     pub child: Child,
@@ -64,16 +75,21 @@ impl Server {
         if config.demo {
             args.push("--demo".to_string());
         }
-        let server = Server::spawn(
-            data_dir,
-            args,
-            config.env.clone(),
-            free_port(),
-            free_port(),
-            free_port(),
-        );
-        server.wait_ready();
-        server
+        // Tests run in parallel and pick ports the same way: another test (or any process) can
+        // take a port between our choice and the server's bind. Then start again on new ports.
+        for attempt in 1..=START_ATTEMPTS {
+            let [http, pg, flight] = free_ports::<3>();
+            let mut server =
+                Server::spawn(data_dir, args.clone(), config.env.clone(), http, pg, flight);
+            match server.ready_or_exited() {
+                Ok(()) => return server,
+                Err(log) if log.contains("Address already in use") && attempt < START_ATTEMPTS => {
+                    continue;
+                }
+                Err(log) => panic!("polder did not become ready; log:\n{log}"),
+            }
+        }
+        unreachable!("the last attempt returns or panics")
     }
 
     fn spawn(
@@ -100,7 +116,14 @@ impl Server {
     }
 
     /// Waits until `/ready` answers 200 and the other two ports accept connections.
-    pub fn wait_ready(&self) {
+    pub fn wait_ready(&mut self) {
+        if let Err(log) = self.ready_or_exited() {
+            panic!("polder did not become ready; log:\n{log}");
+        }
+    }
+
+    /// `Ok` once the server serves on all three ports; its log when it exited or timed out.
+    fn ready_or_exited(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             if let Ok(response) = ureq_get(&format!("http://127.0.0.1:{}/ready", self.http))
@@ -108,10 +131,10 @@ impl Server {
                 && std::net::TcpStream::connect(("127.0.0.1", self.pg)).is_ok()
                 && std::net::TcpStream::connect(("127.0.0.1", self.flight)).is_ok()
             {
-                return;
+                return Ok(());
             }
-            if Instant::now() > deadline {
-                panic!("polder did not become ready; log:\n{}", self.log_text());
+            if matches!(self.child.try_wait(), Ok(Some(_))) || Instant::now() > deadline {
+                return Err(self.log_text());
             }
             std::thread::sleep(Duration::from_millis(100));
         }
