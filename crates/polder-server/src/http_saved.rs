@@ -177,6 +177,41 @@ async fn list_visible(
     Ok(Json(serde_json::json!({ key: shown })).into_response())
 }
 
+/// Stores a new object owned by `owner`, audits it and answers `201` with it.
+async fn store_new(
+    state: &AppState,
+    kind: SavedObjectKind,
+    owner: &str,
+    (name, description, body): (String, String, String),
+) -> Result<Response, Response> {
+    let record = state
+        .engine
+        .catalog_store()
+        .create_saved_object(kind, &name, &description, owner, &body)
+        .await
+        .map_err(catalog_failure)?;
+    audit(state, "create", &record).await;
+    Ok((axum::http::StatusCode::CREATED, Json(present(&record))).into_response())
+}
+
+/// Replaces an object's name, description and body, audits it and answers with it.
+async fn store_change(
+    state: &AppState,
+    kind: SavedObjectKind,
+    id: &str,
+    (name, description, body): (String, String, String),
+) -> Result<Response, Response> {
+    let updated = state
+        .engine
+        .catalog_store()
+        .update_saved_object(kind, id, &name, &description, &body)
+        .await
+        .map_err(catalog_failure)?
+        .ok_or_else(|| not_found(&kind.as_str().replace('_', " "), id))?;
+    audit(state, "change", &updated).await;
+    Ok(Json(present(&updated)).into_response())
+}
+
 fn respond(result: Result<Response, Response>) -> Response {
     result.unwrap_or_else(|response| response)
 }
@@ -236,20 +271,8 @@ pub(crate) async fn create_saved_query(
                 return Err(invalid("the query has no SQL"));
             }
             let body = serde_json::to_string(&SavedQueryBody { sql: request.sql }).expect("json");
-            let record = state
-                .engine
-                .catalog_store()
-                .create_saved_object(
-                    SavedObjectKind::SavedQuery,
-                    &name,
-                    &request.description,
-                    &principal.user,
-                    &body,
-                )
-                .await
-                .map_err(catalog_failure)?;
-            audit(&state, "create", &record).await;
-            Ok((axum::http::StatusCode::CREATED, Json(present(&record))).into_response())
+            let parts = (name, request.description, body);
+            store_new(&state, SavedObjectKind::SavedQuery, &principal.user, parts).await
         }
         .await,
     )
@@ -287,21 +310,8 @@ pub(crate) async fn update_saved_query(
             let request: SavedQueryRequest = parse_body(&body, "{\"name\", \"sql\"}")?;
             let name = require_name(&request.name)?;
             let body = serde_json::to_string(&SavedQueryBody { sql: request.sql }).expect("json");
-            let updated = state
-                .engine
-                .catalog_store()
-                .update_saved_object(
-                    SavedObjectKind::SavedQuery,
-                    &id,
-                    &name,
-                    &request.description,
-                    &body,
-                )
-                .await
-                .map_err(catalog_failure)?
-                .ok_or_else(|| not_found("saved query", &id))?;
-            audit(&state, "change", &updated).await;
-            Ok(Json(present(&updated)).into_response())
+            let parts = (name, request.description, body);
+            store_change(&state, SavedObjectKind::SavedQuery, &id, parts).await
         }
         .await,
     )
@@ -484,21 +494,8 @@ pub(crate) async fn create_dashboard(
             let principal = access::current_principal();
             require_author(&principal, "create dashboards")?;
             let request: DashboardRequest = parse_body(&body, "{\"name\", \"tiles\", ...}")?;
-            let (name, description, body) = request.into_parts()?;
-            let record = state
-                .engine
-                .catalog_store()
-                .create_saved_object(
-                    SavedObjectKind::Dashboard,
-                    &name,
-                    &description,
-                    &principal.user,
-                    &body,
-                )
-                .await
-                .map_err(catalog_failure)?;
-            audit(&state, "create", &record).await;
-            Ok((axum::http::StatusCode::CREATED, Json(present(&record))).into_response())
+            let parts = request.into_parts()?;
+            store_new(&state, SavedObjectKind::Dashboard, &principal.user, parts).await
         }
         .await,
     )
@@ -563,16 +560,13 @@ pub(crate) async fn update_dashboard(
                 )));
             }
             let request: DashboardRequest = parse_body(&body, "{\"name\", \"tiles\", ...}")?;
-            let (name, description, body) = request.into_parts()?;
-            let updated = state
-                .engine
-                .catalog_store()
-                .update_saved_object(SavedObjectKind::Dashboard, &id, &name, &description, &body)
-                .await
-                .map_err(catalog_failure)?
-                .ok_or_else(|| not_found("dashboard", &id))?;
-            audit(&state, "change", &updated).await;
-            Ok(Json(present(&updated)).into_response())
+            store_change(
+                &state,
+                SavedObjectKind::Dashboard,
+                &id,
+                request.into_parts()?,
+            )
+            .await
         }
         .await,
     )
@@ -685,34 +679,40 @@ fn chart_spec(record: &SavedObjectRecord) -> Result<ChartSpec, Response> {
         })
 }
 
-/// Whether `principal` sees the chart: its own, engineers and admins, or through a dashboard.
-async fn may_see_chart(
+/// The ids of the charts on dashboards `principal` may open (one read of the dashboards).
+async fn charts_on_visible_dashboards(
     state: &AppState,
     principal: &Principal,
-    record: &SavedObjectRecord,
-) -> Result<bool, Response> {
-    if is_privileged(principal) || principal.user == record.owner {
-        return Ok(true);
-    }
+) -> Result<std::collections::HashSet<String>, Response> {
     let dashboards = state
         .engine
         .catalog_store()
         .list_saved_objects(SavedObjectKind::Dashboard)
         .await
         .map_err(catalog_failure)?;
-    Ok(dashboards.iter().any(|dashboard| {
-        may_see_dashboard(principal, dashboard)
-            && DashboardBody::parse(dashboard)
-                .tiles
-                .iter()
-                .any(|tile| tile.chart_id == record.id)
-    }))
+    Ok(dashboards
+        .iter()
+        .filter(|dashboard| may_see_dashboard(principal, dashboard))
+        .flat_map(|dashboard| DashboardBody::parse(dashboard).tiles)
+        .map(|tile| tile.chart_id)
+        .collect())
+}
+
+/// Whether `principal` sees the chart: its own, engineers and admins, or through a dashboard
+/// (`shown` holds the charts of the dashboards it may open).
+fn may_see_chart(
+    principal: &Principal,
+    record: &SavedObjectRecord,
+    shown: &std::collections::HashSet<String>,
+) -> bool {
+    is_privileged(principal) || principal.user == record.owner || shown.contains(&record.id)
 }
 
 async fn visible_chart(state: &AppState, id: &str) -> Result<SavedObjectRecord, Response> {
     let principal = access::current_principal();
     let record = load(state, SavedObjectKind::Chart, id).await?;
-    if !may_see_chart(state, &principal, &record).await? {
+    let shown = charts_on_visible_dashboards(state, &principal).await?;
+    if !may_see_chart(&principal, &record, &shown) {
         return Err(not_found("chart", id));
     }
     Ok(record)
@@ -729,19 +729,19 @@ pub(crate) async fn list_charts(State(state): State<AppState>) -> Response {
                 .list_saved_objects(SavedObjectKind::Chart)
                 .await
                 .map_err(catalog_failure)?;
-            let mut visible = Vec::new();
-            for record in &records {
-                if may_see_chart(&state, &principal, record).await? {
-                    visible.push(present(record));
-                }
-            }
+            let shown = charts_on_visible_dashboards(&state, &principal).await?;
+            let visible: Vec<serde_json::Value> = records
+                .iter()
+                .filter(|record| may_see_chart(&principal, record, &shown))
+                .map(present)
+                .collect();
             Ok(Json(serde_json::json!({ "charts": visible })).into_response())
         }
         .await,
     )
 }
 
-async fn checked_chart_request(body: &[u8]) -> Result<(String, String, String), Response> {
+fn checked_chart_request(body: &[u8]) -> Result<(String, String, String), Response> {
     let request: ChartRequest = parse_body(body, "{\"name\", \"spec\"}")?;
     let name = require_name(&request.name)?;
     request.spec.check_shape().map_err(invalid)?;
@@ -757,21 +757,8 @@ pub(crate) async fn create_chart(
         async {
             let principal = access::current_principal();
             require_author(&principal, "create charts")?;
-            let (name, description, body) = checked_chart_request(&body).await?;
-            let record = state
-                .engine
-                .catalog_store()
-                .create_saved_object(
-                    SavedObjectKind::Chart,
-                    &name,
-                    &description,
-                    &principal.user,
-                    &body,
-                )
-                .await
-                .map_err(catalog_failure)?;
-            audit(&state, "create", &record).await;
-            Ok((axum::http::StatusCode::CREATED, Json(present(&record))).into_response())
+            let parts = checked_chart_request(&body)?;
+            store_new(&state, SavedObjectKind::Chart, &principal.user, parts).await
         }
         .await,
     )
@@ -802,16 +789,13 @@ pub(crate) async fn update_chart(
                     record.owner
                 )));
             }
-            let (name, description, body) = checked_chart_request(&body).await?;
-            let updated = state
-                .engine
-                .catalog_store()
-                .update_saved_object(SavedObjectKind::Chart, &id, &name, &description, &body)
-                .await
-                .map_err(catalog_failure)?
-                .ok_or_else(|| not_found("chart", &id))?;
-            audit(&state, "change", &updated).await;
-            Ok(Json(present(&updated)).into_response())
+            store_change(
+                &state,
+                SavedObjectKind::Chart,
+                &id,
+                checked_chart_request(&body)?,
+            )
+            .await
         }
         .await,
     )

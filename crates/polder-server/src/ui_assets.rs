@@ -61,7 +61,11 @@ fn serve(path: &str, headers: &HeaderMap) -> Response {
                 HeaderValue::from_static("nosniff"),
             ),
         ],
-        file.data.into_owned(),
+        // Release builds hold the files in the binary: send them without copying.
+        match file.data {
+            std::borrow::Cow::Borrowed(bytes) => axum::body::Body::from(bytes),
+            std::borrow::Cow::Owned(bytes) => axum::body::Body::from(bytes),
+        },
     )
         .into_response()
 }
