@@ -54,6 +54,8 @@ const DIMENSION_ROLES = {
 /** How many measures a type uses (null: any number). */
 const MEASURE_COUNT = { pie: 1, big_number: 1, heatmap: 1, scatter: 2 };
 const MEASURE_ROLES = { scatter: ['X value', 'Y value'] };
+/** Dimensions a type cannot draw without (the server refuses the spec otherwise). */
+const REQUIRED_DIMENSIONS = { bar: 1, stacked_bar: 1, line: 1, area: 1, pie: 1, pivot: 1, heatmap: 2 };
 
 export async function mount(root, params, ctx) {
   ensureChartsCss();
@@ -579,6 +581,13 @@ async function mountBuilder(root, chartId, ctx) {
     }
     if (!spec.measures.length && !(spec.type === 'table' && spec.dimensions.length)) {
       showCanvasMessage(h('div', { class: 'pc-empty' }, 'Add a measure to see the chart.'));
+      status.textContent = '';
+      return;
+    }
+    // An incomplete form (while the user is still choosing) is not sent: say what is missing.
+    if (spec.dimensions.length < (REQUIRED_DIMENSIONS[spec.type] || 0)) {
+      const roles = DIMENSION_ROLES[spec.type].slice(0, REQUIRED_DIMENSIONS[spec.type]).join(' and ');
+      showCanvasMessage(h('div', { class: 'pc-empty' }, `Pick the ${roles.toLowerCase()} to see the chart.`));
       status.textContent = '';
       return;
     }

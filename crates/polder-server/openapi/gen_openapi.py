@@ -353,7 +353,7 @@ SCHEMAS = {
         "options": {"type": "object", "description": "Presentation options, kept as sent."},
     }, ["type", "source"], additional=False,
         description="What a chart shows. Each type needs its shape: bar, stacked_bar, line, area: 1–2 dimensions "
-                    "(category, series) and ≥1 measure; pie: 1 and 1; scatter: 2 measures (x, y) and ≤1 dimension; "
+                    "(category, series) and ≥1 measure; pie: 1 and 1; scatter: 2 measures (x, y) and ≤2 dimensions (points, colour); "
                     "big_number: 1 measure and ≤1 time dimension (trend); heatmap: 2 dimensions and 1 measure; pivot: "
                     "1–2 dimensions and ≥1 measure; table: any columns."),
     "ChartRequest": obj({"name": STR, "description": {"type": "string", "default": ""}, "spec": ref("ChartSpec")},

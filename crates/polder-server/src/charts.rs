@@ -329,8 +329,8 @@ impl ChartSpec {
                 "one dimension and one measure",
             )?,
             ChartType::Scatter => need(
-                dimensions <= 1 && measures == 2,
-                "two measures (x and y) and at most one dimension (the points)",
+                dimensions <= 2 && measures == 2,
+                "two measures (x and y) and at most two dimensions (the points, their colour)",
             )?,
             ChartType::BigNumber => need(
                 dimensions <= 1 && measures == 1,
