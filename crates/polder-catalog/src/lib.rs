@@ -6,6 +6,7 @@
 
 mod governance;
 mod ingest;
+mod reflections;
 mod saved_objects;
 mod security;
 mod store;
@@ -15,6 +16,7 @@ pub use governance::{
     ColumnMaskRecord, QueryRecord, RowPolicyRecord, SecretInfo, SecretRecord, SecretVault, now,
 };
 pub use ingest::{ConnectionRecord, JobRecord};
+pub use reflections::{ReflectionRecord, ReflectionRefresh};
 pub use saved_objects::{SavedObjectKind, SavedObjectRecord};
 pub use security::{AuditRecord, GrantRecord, TokenRecord, UserRecord};
 pub use transform::{TransformNodeRecord, TransformProjectRecord, TransformRunRecord};

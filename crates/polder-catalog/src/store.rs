@@ -252,6 +252,11 @@ fn migrator() -> Migrator {
             "saved_objects",
             include_str!("../migrations/0006_saved_objects.sql"),
         ),
+        migration(
+            7,
+            "reflections",
+            include_str!("../migrations/0007_reflections.sql"),
+        ),
     ];
     Migrator {
         migrations: Cow::Owned(migrations),

@@ -93,6 +93,8 @@ pub(crate) struct CatalogState {
     system_schemas: RwLock<BTreeMap<String, Arc<dyn SchemaProvider>>>,
     /// The session views are planned in; weak because the session owns this state.
     session: RwLock<Weak<SessionContext>>,
+    /// Reflections, reloaded with the listing.
+    pub reflections: Arc<crate::reflection::Registry>,
 }
 
 impl std::fmt::Debug for CatalogState {
@@ -117,6 +119,7 @@ impl CatalogState {
             loaded: Mutex::new(HashMap::new()),
             system_schemas: RwLock::new(BTreeMap::new()),
             session: RwLock::new(Weak::new()),
+            reflections: Arc::default(),
         }
     }
 
@@ -183,16 +186,19 @@ impl CatalogState {
             generation: snapshot.generation,
             schemas,
         });
-        let mut current = self.listing.write().expect("listing lock");
-        if listing.generation >= current.generation {
-            *current = listing;
-            *self.security.write().expect("security lock") = Arc::new(SecurityListing {
-                roles,
-                grants,
-                rules,
-                attributes,
-            });
+        {
+            let mut current = self.listing.write().expect("listing lock");
+            if listing.generation >= current.generation {
+                *current = listing;
+                *self.security.write().expect("security lock") = Arc::new(SecurityListing {
+                    roles,
+                    grants,
+                    rules,
+                    attributes,
+                });
+            }
         }
+        self.reflections.reload(&self.store, &self.lake).await?;
         Ok(())
     }
 

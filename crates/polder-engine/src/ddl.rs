@@ -66,6 +66,8 @@ impl Engine {
         };
         for entry in &dropped {
             self.delete_table_data(entry).await;
+            self.invalidate_reflections(&entry.schema, &entry.name, "was dropped")
+                .await;
         }
         self.catalog.reload().await?;
         Ok(CommandOutcome::new("DROP SCHEMA"))
@@ -223,6 +225,10 @@ impl Engine {
             Err(CatalogError::TableExists { .. }) if if_not_exists => {}
             Err(err) => return Err(err.into()),
         }
+        if or_replace {
+            self.invalidate_reflections(&name.schema, &name.table, "was replaced")
+                .await;
+        }
         self.catalog.reload().await?;
         Ok(CommandOutcome::new("CREATE VIEW"))
     }
@@ -251,6 +257,8 @@ impl Engine {
             Err(err) => return Err(err.into()),
         };
         self.delete_table_data(&entry).await;
+        self.invalidate_reflections(&name.schema, &name.table, "was dropped")
+            .await;
         self.catalog.reload().await?;
         Ok(CommandOutcome::new(tag))
     }

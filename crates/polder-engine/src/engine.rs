@@ -128,13 +128,26 @@ impl Engine {
         options.sql_parser.map_string_types_to_utf8view = false;
         // Timestamps with a time zone (TIMESTAMPTZ, now()) are in UTC, as clients expect.
         options.execution.time_zone = Some("UTC".to_string());
+        let results = crate::results_cache::ResultsCache::from_env();
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_default_features()
-            // Delta's writes plan nodes of their own (metrics observers, merge barriers).
-            .with_query_planner(
+            // Delta's writes plan nodes of their own (metrics observers, merge barriers); query
+            // results come from and go to the results cache on the way.
+            .with_query_planner(Arc::new(crate::results_cache::CachingPlanner::new(
                 polder_lake::deltalake::delta_datafusion::planner::DeltaPlanner::new(),
-            )
+                results.clone(),
+                catalog.clone(),
+            )))
+            // Reflections: aggregates after type coercion, scans once projections are known.
+            .with_analyzer_rule(Arc::new(
+                crate::reflection::substitute::SubstituteAggregates {
+                    registry: catalog.reflections.clone(),
+                },
+            ))
+            .with_optimizer_rule(Arc::new(crate::reflection::substitute::SubstituteScans {
+                registry: catalog.reflections.clone(),
+            }))
             .with_catalog_list(Arc::new(PolderCatalogList::new(catalog.clone())))
             .build();
         let session = Arc::new(SessionContext::new_with_state(state));
@@ -345,11 +358,50 @@ impl Engine {
                     )),
                 }
             }
+            LogicalPlan::Explain(_) => self.explain_with_reflections(plan).await,
             plan => {
                 let frame = self.session.execute_logical_plan(plan).await?;
                 Ok(StatementOutput::Query(frame))
             }
         }
+    }
+
+    /// Runs an `EXPLAIN` and adds a `reflections` row: which reflection served which part of
+    /// the plan, and why the others did not.
+    async fn explain_with_reflections(&self, plan: LogicalPlan) -> Result<StatementOutput> {
+        let frame = self.session.execute_logical_plan(plan).await?;
+        let (batches, notes) = crate::reflection::collect_notes(frame.collect()).await;
+        let mut batches = batches?;
+        let Some(schema) = batches.first().map(|b| b.schema()) else {
+            return Ok(StatementOutput::Query(self.session.read_empty()?));
+        };
+        let text = if notes.is_empty() {
+            "no reflection applies to the tables this query reads".to_string()
+        } else {
+            notes.join("\n")
+        };
+        let columns = schema
+            .fields()
+            .iter()
+            .enumerate()
+            .map(|(i, field)| {
+                let value = if i == 0 { "reflections" } else { text.as_str() };
+                let array: datafusion::arrow::array::ArrayRef =
+                    Arc::new(datafusion::arrow::array::StringArray::from(vec![value]));
+                datafusion::arrow::compute::cast(&array, field.data_type())
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| EngineError::DataFusion(e.into()))?;
+        batches.push(
+            datafusion::arrow::record_batch::RecordBatch::try_new(schema, columns)
+                .map_err(|e| EngineError::DataFusion(e.into()))?,
+        );
+        Ok(StatementOutput::Query(self.session.read_batches(batches)?))
+    }
+
+    /// Wakes the reflection maintenance after a commit made by this process.
+    pub(crate) fn committed(&self) {
+        self.catalog.reflections.committed.notify_one();
     }
 
     async fn execute_ddl(&self, ddl: DdlStatement) -> Result<CommandOutcome> {
@@ -430,7 +482,9 @@ impl Engine {
             .session
             .execute_logical_plan(LogicalPlan::Dml(dml))
             .await?;
-        let batches = frame.collect().await?;
+        let batches = frame.collect().await;
+        self.committed();
+        let batches = batches?;
         let mut rows = 0u64;
         for batch in &batches {
             if let Some(counts) = batch
@@ -469,7 +523,9 @@ impl Engine {
             merge.clauses.clone(),
             false,
         )?;
-        Ok(Some(job.await?))
+        let rows = job.await;
+        self.committed();
+        Ok(Some(rows?))
     }
 
     /// Statements planned from their SQL text rather than by DataFusion.
@@ -536,6 +592,16 @@ impl Engine {
             Statement::Revoke(revoke) => self.revoke(revoke).await.map(Some),
             Statement::CreatePolicy(policy) => self.create_policy(policy).await.map(Some),
             Statement::DropPolicy(drop) => self.drop_policy(drop).await.map(Some),
+            Statement::Call(call)
+                if call
+                    .name
+                    .to_string()
+                    .eq_ignore_ascii_case(crate::reflection::manage::REFLECTION_PROCEDURE) =>
+            {
+                let text = reflection_call_text(call)?;
+                // Boxed: building a reflection is a deep future; keep it off the caller's stack.
+                Box::pin(self.reflection_statement(&text)).await.map(Some)
+            }
             Statement::Call(call) => match self.column_mask_call(call).await? {
                 Some(outcome) => Ok(Some(outcome)),
                 None => Err(EngineError::Unsupported(format!(
@@ -695,6 +761,31 @@ impl Engine {
                 | Statement::Commit { .. }
                 | Statement::Rollback { .. }
         )
+    }
+}
+
+/// The statement text of `CALL polder_reflection('<statement>')`.
+fn reflection_call_text(call: &datafusion::sql::sqlparser::ast::Function) -> Result<String> {
+    use datafusion::sql::sqlparser::ast::{
+        Expr as SqlExpr, FunctionArg, FunctionArgExpr, FunctionArguments, Value,
+    };
+    let FunctionArguments::List(list) = &call.args else {
+        return Err(EngineError::Syntax(
+            "expected CREATE / DROP / REFRESH REFLECTION".to_string(),
+        ));
+    };
+    match list.args.as_slice() {
+        [FunctionArg::Unnamed(FunctionArgExpr::Expr(SqlExpr::Value(value)))] => {
+            match &value.value {
+                Value::SingleQuotedString(text) => Ok(text.clone()),
+                _ => Err(EngineError::Syntax(
+                    "expected CREATE / DROP / REFRESH REFLECTION".to_string(),
+                )),
+            }
+        }
+        _ => Err(EngineError::Syntax(
+            "expected CREATE / DROP / REFRESH REFLECTION".to_string(),
+        )),
     }
 }
 

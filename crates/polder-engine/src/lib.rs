@@ -20,6 +20,8 @@ mod governance;
 mod grants;
 mod history;
 mod query_log;
+pub mod reflection;
+mod results_cache;
 mod rewrite;
 mod system;
 mod table;
@@ -30,6 +32,9 @@ pub use dialect::PolderDialect;
 pub use engine::{CommandOutcome, Engine, PreparedSql, StatementOutput};
 pub use error::{EngineError, Result, classify, datafusion_message};
 pub use query_log::{QueryLog, QueryTracker};
+pub use reflection::manage::RefreshReport;
+pub use reflection::{acceleration_enabled, with_acceleration};
+pub use results_cache::ResultsCache;
 pub use write::{CommitTag, WriteMode, WriteOutcome};
 
 /// A plain DataFusion session that can run Delta writes (for loads that bring their own

@@ -99,6 +99,32 @@ pub(crate) fn rewrite_shorthands(sql: &str) -> Result<Option<String>> {
         }
         if at_statement_start
             && let Token::Word(word) = token
+            && (matches!(word.keyword, Keyword::CREATE | Keyword::DROP)
+                || is_unquoted_word(Some(token), "refresh"))
+            && is_unquoted_word(tokens.get(skip_spaces(&tokens, index + 1)), "reflection")
+        {
+            // The whole statement, handed to the engine's own parser as one string.
+            let mut end = index;
+            let mut text = String::new();
+            while let Some(token) = tokens.get(end) {
+                if matches!(token, Token::SemiColon) {
+                    break;
+                }
+                text.push_str(&token.to_string());
+                end += 1;
+            }
+            out.push_str(&format!(
+                "CALL {}('{}')",
+                crate::reflection::manage::REFLECTION_PROCEDURE,
+                text.replace('\'', "''")
+            ));
+            changed = true;
+            index = end;
+            at_statement_start = false;
+            continue;
+        }
+        if at_statement_start
+            && let Token::Word(word) = token
             && word.keyword == Keyword::SHOW
         {
             let next = skip_spaces(&tokens, index + 1);

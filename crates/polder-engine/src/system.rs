@@ -20,13 +20,14 @@ use crate::access;
 use crate::error::{EngineError, Result};
 
 pub(crate) const SYSTEM_SCHEMA: &str = "system";
-const TABLES: [&str; 8] = [
+const TABLES: [&str; 9] = [
     "audit",
     "column_masks",
     "connections",
     "grants",
     "jobs",
     "queries",
+    "reflections",
     "row_policies",
     "users",
 ];
@@ -370,6 +371,91 @@ impl SystemSchema {
     }
 }
 
+impl SystemSchema {
+    /// Every reflection: what it holds, how fresh it is and how often it served.
+    async fn reflections(&self) -> Result<Arc<dyn TableProvider>> {
+        let rows = self.store.list_reflections().await?;
+        let definitions: Vec<String> = rows
+            .iter()
+            .map(|r| {
+                serde_json::from_str::<crate::reflection::Definition>(&r.definition)
+                    .map(|d| d.to_sql(&r.name, &r.source))
+                    .unwrap_or_else(|_| r.definition.clone())
+            })
+            .collect();
+        let policies: Vec<(String, i64)> = rows
+            .iter()
+            .map(|r| {
+                serde_json::from_str::<crate::reflection::Definition>(&r.definition)
+                    .map(|d| (d.refresh.describe(), d.staleness_seconds as i64))
+                    .unwrap_or_else(|_| ("unknown".to_string(), 0))
+            })
+            .collect();
+        let optional_ints =
+            |values: Vec<Option<i64>>| -> ArrayRef { Arc::new(Int64Array::from(values)) };
+        batch(
+            vec![
+                Field::new("name", DataType::Utf8, false),
+                Field::new("source", DataType::Utf8, false),
+                Field::new("kind", DataType::Utf8, false),
+                Field::new("definition", DataType::Utf8, false),
+                Field::new("status", DataType::Utf8, false),
+                Field::new("status_reason", DataType::Utf8, true),
+                Field::new("refresh_policy", DataType::Utf8, false),
+                Field::new("staleness_seconds", DataType::Int64, false),
+                Field::new("rows", DataType::Int64, true),
+                Field::new("size_bytes", DataType::Int64, true),
+                Field::new("source_versions", DataType::Utf8, false),
+                Field::new("data_version", DataType::Int64, true),
+                Field::new(
+                    "refreshed_at",
+                    DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+                    true,
+                ),
+                Field::new("last_refresh_ms", DataType::Int64, true),
+                Field::new("last_refresh_kind", DataType::Utf8, true),
+                Field::new("usage_count", DataType::Int64, false),
+                Field::new(
+                    "last_used_at",
+                    DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+                    true,
+                ),
+                Field::new("owner", DataType::Utf8, false),
+            ],
+            vec![
+                text(rows.iter().map(|r| r.name.clone()).collect()),
+                text(rows.iter().map(|r| r.source.clone()).collect()),
+                text(rows.iter().map(|r| r.kind.clone()).collect()),
+                text(definitions),
+                text(rows.iter().map(|r| r.status.clone()).collect()),
+                optional_text(
+                    rows.iter()
+                        .map(|r| r.status_reason.clone().unwrap_or_default()),
+                ),
+                text(policies.iter().map(|p| p.0.clone()).collect()),
+                Arc::new(Int64Array::from(
+                    policies.iter().map(|p| p.1).collect::<Vec<_>>(),
+                )),
+                optional_ints(rows.iter().map(|r| r.row_count).collect()),
+                optional_ints(rows.iter().map(|r| r.size_bytes).collect()),
+                text(rows.iter().map(|r| r.source_versions.clone()).collect()),
+                optional_ints(rows.iter().map(|r| r.data_version).collect()),
+                optional_timestamps(rows.iter().map(|r| r.refreshed_at).collect()),
+                optional_ints(rows.iter().map(|r| r.last_refresh_ms).collect()),
+                optional_text(
+                    rows.iter()
+                        .map(|r| r.last_refresh_kind.clone().unwrap_or_default()),
+                ),
+                Arc::new(Int64Array::from(
+                    rows.iter().map(|r| r.usage_count).collect::<Vec<_>>(),
+                )),
+                optional_timestamps(rows.iter().map(|r| r.last_used_at).collect()),
+                text(rows.iter().map(|r| r.owner.clone()).collect()),
+            ],
+        )
+    }
+}
+
 #[async_trait]
 impl SchemaProvider for SystemSchema {
     fn table_names(&self) -> Vec<String> {
@@ -386,6 +472,7 @@ impl SchemaProvider for SystemSchema {
             "column_masks" => self.column_masks().await,
             "connections" => self.connections().await,
             "jobs" => self.jobs().await,
+            "reflections" => self.reflections().await,
             _ => return Ok(None),
         };
         provider.map(Some).map_err(EngineError::into_datafusion)

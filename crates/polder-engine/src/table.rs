@@ -67,6 +67,24 @@ impl PolderTable {
         })
     }
 
+    /// `schema.table`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The Delta version this provider reads.
+    pub fn version(&self) -> i64 {
+        self.table.version().map(|v| v as i64).unwrap_or(-1)
+    }
+
+    /// The Delta table's id: a table dropped and made again under its name has another one.
+    pub fn table_id(&self) -> String {
+        self.table
+            .snapshot()
+            .map(|state| state.metadata().id().to_string())
+            .unwrap_or_default()
+    }
+
     fn ensure_writable(&self, operation: &str) -> DfResult<()> {
         if self.writable {
             return Ok(());

@@ -167,6 +167,7 @@ impl Engine {
             // The schema may have changed; other processes re-plan on the next generation.
             self.catalog.store.touch().await?;
         }
+        self.committed();
         let stats = Lake::stats(&written)?;
         let rows_written = match (mode, stats.num_rows, rows_before) {
             (WriteMode::Overwrite, after, _) => after,

@@ -499,17 +499,18 @@ fn append(
                 }
             }
         }
-        WireType::Uuid => put!(StringBuilder, |b: &[u8]| fixed::<16>(b).map(|u| {
-            let hex: String = u.iter().map(|byte| format!("{byte:02x}")).collect();
-            format!(
-                "{}-{}-{}-{}-{}",
-                &hex[0..8],
-                &hex[8..12],
-                &hex[12..16],
-                &hex[16..20],
-                &hex[20..32]
-            )
-        })),
+        WireType::Uuid => {
+            let builder = downcast::<StringBuilder>(builder);
+            match value.map(fixed::<16>).transpose()? {
+                None => builder.append_null(),
+                // Formatted on the stack: one allocation-free write per value.
+                Some(bytes) => builder.append_value(
+                    uuid::Uuid::from_bytes(bytes)
+                        .hyphenated()
+                        .encode_lower(&mut [0u8; uuid::fmt::Hyphenated::LENGTH]),
+                ),
+            }
+        }
         WireType::Bytea => {
             let builder = downcast::<BinaryBuilder>(builder);
             match value {
@@ -539,16 +540,24 @@ fn append(
 }
 
 /// PostgreSQL's binary numeric: digit count, weight (of the first base-10000 digit), sign,
-/// display scale, then the base-10000 digits.
-struct PgNumeric {
+/// display scale, then the base-10000 digits (read in place: no allocation per value).
+struct PgNumeric<'a> {
     weight: i16,
     negative: bool,
     nan: bool,
     infinite: bool,
-    digits: Vec<i16>,
+    digits: &'a [u8],
 }
 
-fn parse_numeric(bytes: &[u8]) -> std::result::Result<PgNumeric, String> {
+impl PgNumeric<'_> {
+    fn digits(&self) -> impl Iterator<Item = i16> + '_ {
+        self.digits
+            .chunks_exact(2)
+            .map(|d| i16::from_be_bytes([d[0], d[1]]))
+    }
+}
+
+fn parse_numeric(bytes: &[u8]) -> std::result::Result<PgNumeric<'_>, String> {
     if bytes.len() < 8 {
         return Err("numeric value too short".to_string());
     }
@@ -558,43 +567,40 @@ fn parse_numeric(bytes: &[u8]) -> std::result::Result<PgNumeric, String> {
     if bytes.len() != 8 + 2 * count {
         return Err("numeric value of the wrong length".to_string());
     }
-    let digits = (0..count)
-        .map(|i| i16::from_be_bytes([bytes[8 + 2 * i], bytes[9 + 2 * i]]))
-        .collect();
     Ok(PgNumeric {
         weight,
         negative: sign == 0x4000 || sign == 0xF000,
         // NaN and the infinities (PostgreSQL 14+) have no digits to read.
         nan: sign == 0xC000,
         infinite: sign == 0xD000 || sign == 0xF000,
-        digits,
+        digits: &bytes[8..],
     })
 }
 
 /// The value times 10^scale as an integer, `None` for NaN / infinity.
 fn numeric_to_i128(bytes: &[u8], scale: i8) -> std::result::Result<Option<i128>, String> {
+    const OVERFLOW: &str = "numeric overflow";
     let numeric = parse_numeric(bytes)?;
     if numeric.nan || numeric.infinite {
         return Ok(None);
     }
-    // Digit i is worth 10000^(weight - i); scaled by 10^scale.
+    // The digits as one integer (Horner), worth 10000^(weight - count + 1), then scaled.
     let mut value: i128 = 0;
-    let scale = scale as i32;
-    for (i, digit) in numeric.digits.iter().enumerate() {
-        let exponent = 4 * (numeric.weight as i32 - i as i32) + scale;
-        let term = if exponent >= 0 {
-            (*digit as i128)
-                .checked_mul(
-                    10i128
-                        .checked_pow(exponent as u32)
-                        .ok_or("numeric overflow")?,
-                )
-                .ok_or("numeric overflow")?
-        } else {
-            // Digits below the column's scale (never sent for a numeric(p, s) column).
-            (*digit as i128) / 10i128.pow((-exponent).min(38) as u32)
-        };
-        value = value.checked_add(term).ok_or("numeric overflow")?;
+    for digit in numeric.digits() {
+        value = value
+            .checked_mul(10_000)
+            .and_then(|v| v.checked_add(digit as i128))
+            .ok_or(OVERFLOW)?;
+    }
+    let count = (numeric.digits.len() / 2) as i32;
+    let exponent = 4 * (numeric.weight as i32 - count + 1) + scale as i32;
+    if exponent >= 0 {
+        value = value
+            .checked_mul(10i128.checked_pow(exponent as u32).ok_or(OVERFLOW)?)
+            .ok_or(OVERFLOW)?;
+    } else {
+        // Digits below the column's scale (never sent for a numeric(p, s) column).
+        value /= 10i128.pow((-exponent).min(38) as u32);
     }
     Ok(Some(if numeric.negative { -value } else { value }))
 }
@@ -612,8 +618,8 @@ fn numeric_to_f64(bytes: &[u8]) -> std::result::Result<f64, String> {
         });
     }
     let mut value = 0f64;
-    for (i, digit) in numeric.digits.iter().enumerate() {
-        value += *digit as f64 * 10000f64.powi(numeric.weight as i32 - i as i32);
+    for (i, digit) in numeric.digits().enumerate() {
+        value += digit as f64 * 10000f64.powi(numeric.weight as i32 - i as i32);
     }
     Ok(if numeric.negative { -value } else { value })
 }

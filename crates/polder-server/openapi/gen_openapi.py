@@ -102,7 +102,43 @@ SCHEMAS = {
                    "description": "Result format; `?format=` wins over it, and both over `Accept`."},
         "max_rows": {"type": ["integer", "null"], "minimum": 0,
                      "description": "Stop after this many rows; the JSON result then says `truncated: true`. `?max_rows=` wins over it."},
+        "acceleration": {"type": ["boolean", "null"],
+                         "description": "`false`: run without reflections and without the results cache (default true). `?acceleration=` wins over it."},
     }, ["sql"]),
+    "Reflection": obj({
+        "name": STR, "source": {"type": "string", "description": "`schema.table_or_view`."},
+        "kind": {"type": "string", "enum": ["raw", "aggregate"]},
+        "definition": {"type": "string", "description": "The CREATE REFLECTION statement that makes it."},
+        "status": {"type": "string", "enum": ["building", "ready", "failed", "invalid"]},
+        "status_reason": {"type": ["string", "null"]},
+        "refresh_policy": {"type": ["string", "null"], "description": "`on commit`, `every <n> s` or `manual`."},
+        "staleness_seconds": {"type": ["integer", "null"]},
+        "rows": {"type": ["integer", "null"]}, "size_bytes": {"type": ["integer", "null"]},
+        "source_versions": {"type": "string", "description": "JSON object: source table -> Delta version held."},
+        "data_version": {"type": ["integer", "null"]},
+        "refreshed_at": {"type": ["string", "null"], "format": "date-time"},
+        "last_refresh_ms": {"type": ["integer", "null"]},
+        "last_refresh_kind": {"type": ["string", "null"], "enum": ["full", "incremental", None]},
+        "usage_count": INT, "last_used_at": {"type": ["string", "null"], "format": "date-time"},
+        "owner": STR,
+    }, ["name", "source", "kind", "status", "usage_count"]),
+    "ReflectionRequest": obj({
+        "name": STR, "source": {"type": "string", "description": "`schema.table_or_view`."},
+        "kind": {"type": "string", "enum": ["raw", "aggregate"]},
+        "columns": {"type": "array", "items": STR, "description": "Raw: the columns it holds."},
+        "dimensions": {"type": "array", "items": obj({"column": STR, "grain": {
+            "type": ["string", "null"], "enum": ["hour", "day", "week", "month", "quarter", "year", None]}}, ["column"]),
+            "description": "Aggregate: group keys, optionally truncated to a time grain."},
+        "measures": {"type": "array", "items": obj({"column": STR, "functions": {"type": "array", "items": {
+            "type": "string", "enum": ["sum", "count", "min", "max"]}}}, ["column", "functions"]),
+            "description": "Aggregate: stored measures (avg is derived from sum and count)."},
+        "partition_by": {"type": "array", "items": STR}, "sort_by": {"type": "array", "items": STR},
+        "refresh": {"description": "`on_commit` (default), `manual`, or `{\"every_seconds\": n}`.",
+                    "oneOf": [{"type": "string", "enum": ["on_commit", "manual"]},
+                              obj({"every_seconds": {"type": "integer", "minimum": 1}}, ["every_seconds"])]},
+        "staleness_seconds": {"type": "integer", "minimum": 0,
+                              "description": "How long a reflection behind its source may still answer (default 0: never)."},
+    }, ["name", "source", "kind"]),
     "SqlColumn": obj({"name": STR, "type": {"type": "string", "description": "Arrow data type, e.g. `Int64`, `Decimal128(14, 2)`."}},
                      ["name", "type"]),
     "SqlJsonResult": obj({
@@ -489,10 +525,35 @@ route("/api/v1/sql", "post", op(
         "application/vnd.apache.parquet": {"schema": {"type": "string", "contentMediaType": "application/vnd.apache.parquet"}}}},
      **errors(400, 401, 403, 404, 408, 409, 413, 500, 503)},
     parameters=[FORMAT_PARAM, MAX_ROWS_PARAM,
+                {"name": "acceleration", "in": "query", "required": False,
+                 "description": "`false`: no reflections, no results cache.", "schema": {"type": "boolean"}},
                 {"name": "Accept", "in": "header", "required": False,
                  "description": "`application/json`, `text/csv`, `application/vnd.apache.arrow.stream` or `application/vnd.apache.parquet`.",
                  "schema": STR}],
     request_body={"required": True, **json_body(ref("SqlRequest"))}))
+# Reflections.
+REFLECTION = path_param("name", "Reflection name.")
+route("/api/v1/reflections", "get", op(
+    "listReflections", "List reflections", "Every reflection with its status, size, freshness and use (as `system.reflections`).",
+    ["reflections"], {**ok("Reflections.", obj({"reflections": {"type": "array", "items": ref("Reflection")}}, ["reflections"])),
+                      **errors(*COMMON)}))
+route("/api/v1/reflections", "post", op(
+    "createReflection", "Create a reflection",
+    "Makes a raw or aggregate reflection of a table or view and builds it before answering (audited)." + ENGINEER,
+    ["reflections"], {**ok("Created and built.", ref("Reflection"), "201"), **errors(*JSON_REJECT, 403, 404, 409, *COMMON)},
+    request_body={"required": True, **json_body(ref("ReflectionRequest"))}))
+route("/api/v1/reflections/{name}", "get", op(
+    "getReflection", "One reflection", "A reflection's status, size, freshness and use.", ["reflections"],
+    {**ok("The reflection.", ref("Reflection")), **errors(404, *COMMON)}, parameters=[REFLECTION]))
+route("/api/v1/reflections/{name}", "delete", op(
+    "deleteReflection", "Drop a reflection", "Drops it and deletes its data (audited)." + ENGINEER, ["reflections"],
+    {"204": {"description": "Dropped."}, **errors(403, 404, *COMMON)}, parameters=[REFLECTION]))
+route("/api/v1/reflections/{name}/refresh", "post", op(
+    "refreshReflection", "Refresh a reflection",
+    "Refreshes it now: incremental when the source only appended since the last refresh, full otherwise or with "
+    "`?full=true`; nothing when it is up to date." + ENGINEER, ["reflections"],
+    {**ok("The reflection after the refresh.", ref("Reflection")), **errors(400, 403, 404, 409, *COMMON)},
+    parameters=[REFLECTION, {"name": "full", "in": "query", "required": False, "schema": {"type": "boolean"}}]))
 route("/api/v1/catalog", "get", op(
     "describeCatalog", "Describe the catalog",
     "Every schema, table and view with columns and types; tables with their latest Delta version, row count, "
@@ -743,7 +804,7 @@ DOC = {
     },
     "servers": [{"url": "/"}],
     "security": [{"basic": []}, {"bearer": []}],
-    "tags": [{"name": n} for n in ["ui", "probes", "meta", "sql", "auth", "ui objects", "secrets", "connections", "projects"]],
+    "tags": [{"name": n} for n in ["ui", "probes", "meta", "sql", "auth", "ui objects", "secrets", "connections", "projects", "reflections"]],
     "paths": PATHS,
     "components": {
         "securitySchemes": {

@@ -110,6 +110,20 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/ready", get(ready))
         .route("/metrics", get(prometheus))
         .route("/api/v1/sql", post(sql))
+        .route(
+            "/api/v1/reflections",
+            get(crate::http_reflections::list_reflections)
+                .post(crate::http_reflections::create_reflection),
+        )
+        .route(
+            "/api/v1/reflections/{name}",
+            get(crate::http_reflections::get_reflection)
+                .delete(crate::http_reflections::delete_reflection),
+        )
+        .route(
+            "/api/v1/reflections/{name}/refresh",
+            post(crate::http_reflections::refresh_reflection),
+        )
         .route("/api/v1/catalog", get(catalog))
         .route("/api/v1/openapi.json", get(openapi_document))
         .route("/api/v1/login", post(crate::http_auth::login))
@@ -298,12 +312,16 @@ struct SqlRequest {
     /// Stop after this many rows (the JSON answer then says `"truncated": true`).
     #[serde(default)]
     max_rows: Option<u64>,
+    /// `false`: run without reflections and the results cache (to compare, or to measure).
+    #[serde(default)]
+    acceleration: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
 struct FormatParam {
     format: Option<String>,
     max_rows: Option<u64>,
+    acceleration: Option<bool>,
 }
 
 fn choose_format(
@@ -359,6 +377,22 @@ async fn sql(
         Err(response) => return response,
     };
     tracing::debug!(sql = %request.sql, "http query");
+    let acceleration = params.acceleration.or(request.acceleration).unwrap_or(true);
+    polder_engine::with_acceleration(
+        acceleration,
+        run_sql_request(state, params, request, format),
+    )
+    .await
+}
+
+/// The statements of one `POST /api/v1/sql`, planned and started (the first batch computed)
+/// inside the request's acceleration setting.
+async fn run_sql_request(
+    state: AppState,
+    params: FormatParam,
+    request: SqlRequest,
+    format: OutputFormat,
+) -> Response {
     let run = StatementRun::start(&state.engine, Interface::Http, &request.sql);
     let outputs = match state.engine.execute_sql(&request.sql).await {
         Ok(outputs) => outputs,

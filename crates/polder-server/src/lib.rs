@@ -15,6 +15,7 @@ pub mod format;
 mod http;
 mod http_auth;
 mod http_connections;
+mod http_reflections;
 mod http_saved;
 mod http_secrets;
 mod http_transform;
@@ -143,6 +144,7 @@ pub async fn start(
     if options.run_schedules {
         ingestion.clone().spawn_scheduler();
         transformations.clone().spawn_scheduler();
+        engine.spawn_reflection_maintenance();
     }
     let state = http::AppState {
         engine: engine.clone(),

@@ -516,6 +516,86 @@ async fn exercise_saved_objects(store: &CatalogStore) {
     );
 }
 
+async fn exercise_reflections(store: &CatalogStore) {
+    use crate::ReflectionRefresh;
+    let before = store.generation().await.unwrap();
+    assert!(
+        store
+            .create_reflection(
+                "by_day",
+                "gold.sales",
+                "aggregate",
+                "{}",
+                "ann",
+                "file:///r/by_day"
+            )
+            .await
+            .unwrap()
+    );
+    // The name is taken: nothing changes.
+    assert!(
+        !store
+            .create_reflection("by_day", "gold.other", "raw", "{}", "bob", "file:///r/x")
+            .await
+            .unwrap()
+    );
+    assert!(store.generation().await.unwrap() > before);
+    let created = store.get_reflection("by_day").await.unwrap().unwrap();
+    assert_eq!(created.status, "building");
+    assert_eq!(created.source, "gold.sales");
+    assert_eq!(created.data_version, None);
+    let refresh = ReflectionRefresh {
+        data_version: 3,
+        source_versions: r#"{"gold.sales":7}"#.to_string(),
+        refreshed_at: 1_000,
+        duration_ms: 12,
+        kind: "full".to_string(),
+        row_count: 40,
+        size_bytes: 4096,
+    };
+    assert!(
+        store
+            .record_reflection_refresh("by_day", &refresh)
+            .await
+            .unwrap()
+    );
+    store
+        .add_reflection_usage(&[
+            ("by_day".to_string(), 2, 5_000),
+            ("by_day".to_string(), 1, 4_000),
+        ])
+        .await
+        .unwrap();
+    let ready = store.get_reflection("by_day").await.unwrap().unwrap();
+    assert_eq!(ready.status, "ready");
+    assert_eq!(ready.data_version, Some(3));
+    assert_eq!(ready.source_versions, r#"{"gold.sales":7}"#);
+    assert_eq!(ready.usage_count, 3);
+    assert_eq!(ready.last_used_at, Some(5_000));
+    // An invalid reflection stays invalid: a refresh that finishes late does not revive it.
+    assert!(
+        store
+            .set_reflection_status("by_day", "invalid", Some("gold.sales was dropped"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .record_reflection_refresh("by_day", &refresh)
+            .await
+            .unwrap()
+    );
+    let invalid = store.get_reflection("by_day").await.unwrap().unwrap();
+    assert_eq!(
+        invalid.status_reason.as_deref(),
+        Some("gold.sales was dropped")
+    );
+    assert_eq!(store.list_reflections().await.unwrap().len(), 1);
+    assert!(store.delete_reflection("by_day").await.unwrap());
+    assert!(!store.delete_reflection("by_day").await.unwrap());
+    assert!(store.list_reflections().await.unwrap().is_empty());
+}
+
 #[tokio::test]
 async fn sqlite_catalog_works() {
     let dir = tempfile::tempdir().unwrap();
@@ -526,6 +606,7 @@ async fn sqlite_catalog_works() {
     exercise_security(&store).await;
     exercise_governance(&store).await;
     exercise_saved_objects(&store).await;
+    exercise_reflections(&store).await;
 
     // Reopening runs no migration twice and keeps the data.
     store.create_schema("kept", false).await.unwrap();
@@ -544,6 +625,7 @@ async fn postgres_catalog_works_and_is_shared() {
     exercise_security(&first).await;
     exercise_governance(&first).await;
     exercise_saved_objects(&first).await;
+    exercise_reflections(&first).await;
 
     // A second process on the same database sees the first one's changes.
     let second = CatalogStore::open(&database.url).await.unwrap();
