@@ -7,6 +7,7 @@
 //! rows. Anything else (a delete, a merge, an optimize, a view source) is a full rebuild.
 
 use std::collections::BTreeMap;
+use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -394,7 +395,7 @@ impl Engine {
             let keys: Vec<String> = definition.sort_by.iter().map(|c| quote(c)).collect();
             sql.push_str(&format!(" ORDER BY {}", keys.join(", ")));
         }
-        let frame = self.session.sql(&sql).await?;
+        let frame = Box::pin(self.session.sql(&sql)).await?;
         let read = tables_read(frame.logical_plan());
         for (table, _, id) in &read {
             if definition
@@ -468,7 +469,7 @@ impl Engine {
                                 definition.sort_by.iter().map(|c| quote(c)).collect();
                             sql.push_str(&format!(" ORDER BY {}", keys.join(", ")));
                         }
-                        let frame = context.sql(&sql).await?;
+                        let frame = Box::pin(context.sql(&sql)).await?;
                         (
                             "incremental",
                             frame.logical_plan().clone(),
@@ -500,7 +501,7 @@ impl Engine {
                                 definition.sort_by.iter().map(|c| quote(c)).collect();
                             sql.push_str(&format!(" ORDER BY {}", keys.join(", ")));
                         }
-                        let frame = context.sql(&sql).await?;
+                        let frame = Box::pin(context.sql(&sql)).await?;
                         (
                             "incremental",
                             frame.logical_plan().clone(),
@@ -550,7 +551,7 @@ impl Engine {
         if !definition.partition_by.is_empty() {
             builder = builder.with_partition_columns(definition.partition_by.clone());
         }
-        let written = builder
+        let written = Box::pin(builder.into_future())
             .await
             .map_err(|e| polder_lake::LakeError::from_delta(&location, e))?;
         let version = written.version().map(|v| v as i64).unwrap_or(0);

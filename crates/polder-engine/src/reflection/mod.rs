@@ -114,6 +114,15 @@ impl Loaded {
     /// Whether the reflection may answer for sources at `versions` (`(name, version, table id)`),
     /// or why not.
     pub fn fresh_for(&self, versions: &[(String, i64, String)]) -> Result<(), String> {
+        if let Some(missing) = self
+            .source_versions
+            .keys()
+            .find(|held| !versions.iter().any(|(name, _, _)| name == *held))
+        {
+            return Err(format!(
+                "the query does not read {missing}, which it was built from"
+            ));
+        }
         for (name, version, id) in versions {
             if let Some(expected) = self.definition.source_ids.get(name)
                 && expected != id

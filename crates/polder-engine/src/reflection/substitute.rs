@@ -339,7 +339,44 @@ impl AnalyzerRule for SubstituteAggregates {
     }
 }
 
+/// Where the walk under an aggregate ended: a table scan, or an inlined view.
+enum Leaf<'a> {
+    Table(&'a TableScan),
+    View(String, &'a SubqueryAlias),
+}
+
+/// The tables a plan reads, or `None` when one of its scans is not a plain Polder table.
+fn plain_tables(plan: &LogicalPlan) -> Option<Vec<(String, i64, String)>> {
+    let mut found = Vec::new();
+    let mut plain = true;
+    let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            match table_source(scan) {
+                Some(table) => found.push(table),
+                None => plain = false,
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    plain.then_some(found)
+}
+
 impl SubstituteAggregates {
+    /// `schema.view` when `alias` names (schema-qualified, as an inlined view is) the source
+    /// of an aggregate reflection. A bare alias may be the user's own name for anything.
+    fn reflected_view(&self, alias: &TableReference) -> Option<String> {
+        let name = match alias {
+            TableReference::Partial { schema, table } => format!("{schema}.{table}"),
+            TableReference::Full { schema, table, .. } => format!("{schema}.{table}"),
+            TableReference::Bare { .. } => return None,
+        };
+        self.registry
+            .of_source(&name)
+            .iter()
+            .any(|r| matches!(r.definition.kind, super::Kind::Aggregate { .. }))
+            .then_some(name)
+    }
+
     fn rewrite(
         &self,
         aggregate: &Aggregate,
@@ -351,13 +388,18 @@ impl SubstituteAggregates {
         let mut filters: Vec<Expr> = Vec::new();
         let mut node = aggregate.input.as_ref();
         let mut layers = Vec::new();
-        let scan = loop {
+        let leaf = loop {
             match node {
                 LogicalPlan::Filter(filter) => {
                     layers.push(Layer::Filter(filter.predicate.clone()));
                     node = filter.input.as_ref();
                 }
-                LogicalPlan::SubqueryAlias(alias) => node = alias.input.as_ref(),
+                LogicalPlan::SubqueryAlias(alias) => {
+                    if let Some(view) = self.reflected_view(&alias.alias) {
+                        break Leaf::View(view, alias);
+                    }
+                    node = alias.input.as_ref()
+                }
                 LogicalPlan::Projection(projection) => {
                     let mut names = HashMap::new();
                     for (expr, field) in projection.expr.iter().zip(projection.schema.fields()) {
@@ -366,15 +408,38 @@ impl SubstituteAggregates {
                     layers.push(Layer::Project(names));
                     node = projection.input.as_ref();
                 }
-                LogicalPlan::TableScan(scan) => break scan,
+                LogicalPlan::TableScan(scan) => break Leaf::Table(scan),
                 _ => return Ok(None),
             }
         };
-        if !scan.filters.is_empty() || scan.fetch.is_some() {
-            return Ok(None);
-        }
-        let Some((name, version, id)) = table_source(scan) else {
-            return Ok(None);
+        let (name, versions, schema) = match leaf {
+            Leaf::Table(scan) => {
+                if !scan.filters.is_empty() || scan.fetch.is_some() {
+                    return Ok(None);
+                }
+                let Some((name, version, id)) = table_source(scan) else {
+                    return Ok(None);
+                };
+                (
+                    name.clone(),
+                    vec![(name, version, id)],
+                    scan.projected_schema.as_ref(),
+                )
+            }
+            Leaf::View(name, alias) => {
+                // Every table under the view must be a plain table scan: a governed table
+                // (row policies, masks for this reader) is not, and then nothing is served.
+                let Some(versions) = plain_tables(&alias.input) else {
+                    for candidate in self.registry.of_source(&name) {
+                        note(format!(
+                            "reflection {} not used: the view reads a table governed for this reader",
+                            candidate.record.name
+                        ));
+                    }
+                    return Ok(None);
+                };
+                (name, versions, alias.schema.as_ref())
+            }
         };
         let candidates: Vec<_> = self
             .registry
@@ -406,8 +471,8 @@ impl SubstituteAggregates {
         }
         let source = Source {
             name: name.clone(),
-            versions: vec![(name.clone(), version, id)],
-            schema: scan.projected_schema.as_ref(),
+            versions,
+            schema,
         };
         for candidate in candidates {
             match self.try_candidate(
