@@ -187,6 +187,9 @@ class PolderServer:
         env["POLDER_LOG_LEVEL"] = self.log_level
         # Loopback only, and the benchmarks measure the engine and the protocols, not logins.
         env.setdefault("POLDER_AUTH_ENABLED", "false")
+        # Repeated runs of one query measure the engine, not the results cache (the
+        # acceleration benchmark turns it on where it measures it).
+        env.setdefault("POLDER_RESULTS_CACHE_MB", "0")
         env.update(self.env_overrides)
         cmd = [
             str(self.binary), "serve",
