@@ -270,6 +270,9 @@ impl Registry {
     }
 }
 
+/// Reflections up to this size in the lake are also held in memory (once per data version).
+const IN_MEMORY_BYTES: u64 = 16 * 1024 * 1024;
+
 /// A reflection's Delta table at the version the catalog names.
 #[derive(Debug)]
 pub(crate) struct ReflectionTable {
@@ -287,12 +290,28 @@ impl ReflectionTable {
         lake: &Lake,
     ) -> crate::Result<Self> {
         let table = lake.load_version(location, version).await?;
-        let provider = table.table_provider().build().await?;
+        let provider: Arc<dyn TableProvider> = Arc::new(table.table_provider().build().await?);
+        // A small reflection (the usual aggregate one) is kept in memory: a dashboard's queries
+        // then skip the Parquet decoding, the larger part of their time once planned.
+        let size = Lake::stats(&table)
+            .map(|s| s.size_bytes)
+            .unwrap_or(u64::MAX);
+        let inner = if size <= IN_MEMORY_BYTES {
+            let context = datafusion::prelude::SessionContext::new();
+            let batches = context.read_table(provider.clone())?.collect().await?;
+            let schema = provider.schema();
+            Arc::new(datafusion::datasource::MemTable::try_new(
+                schema,
+                vec![batches],
+            )?) as Arc<dyn TableProvider>
+        } else {
+            provider
+        };
         Ok(ReflectionTable {
             name: name.to_string(),
             version,
             location: location.to_string(),
-            inner: Arc::new(provider),
+            inner,
         })
     }
 
