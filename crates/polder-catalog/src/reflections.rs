@@ -78,6 +78,16 @@ fn from_row(row: &AnyRow) -> Result<ReflectionRecord> {
     })
 }
 
+/// Commits a change of `changed` rows, bumping the generation when there was one, so that every
+/// process re-reads reflections; `true` when something changed.
+async fn commit_changed(mut tx: sqlx::Transaction<'_, sqlx::Any>, changed: u64) -> Result<bool> {
+    if changed > 0 {
+        bump_generation(&mut tx).await?;
+    }
+    tx.commit().await?;
+    Ok(changed > 0)
+}
+
 impl CatalogStore {
     /// Stores a new reflection (status `building`); `Ok(false)` when the name is taken.
     pub async fn create_reflection(
@@ -105,11 +115,7 @@ impl CatalogStore {
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        if inserted > 0 {
-            bump_generation(&mut tx).await?;
-        }
-        tx.commit().await?;
-        Ok(inserted > 0)
+        commit_changed(tx, inserted).await
     }
 
     pub async fn get_reflection(&self, name: &str) -> Result<Option<ReflectionRecord>> {
@@ -140,11 +146,7 @@ impl CatalogStore {
             .execute(&mut *tx)
             .await?
             .rows_affected();
-        if deleted > 0 {
-            bump_generation(&mut tx).await?;
-        }
-        tx.commit().await?;
-        Ok(deleted > 0)
+        commit_changed(tx, deleted).await
     }
 
     /// Records a finished refresh: the new data version and the source versions it holds change
@@ -173,11 +175,7 @@ impl CatalogStore {
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        if updated > 0 {
-            bump_generation(&mut tx).await?;
-        }
-        tx.commit().await?;
-        Ok(updated > 0)
+        commit_changed(tx, updated).await
     }
 
     /// Sets a reflection's status (`failed`, `invalid`, `building`) and why.
@@ -197,11 +195,7 @@ impl CatalogStore {
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        if updated > 0 {
-            bump_generation(&mut tx).await?;
-        }
-        tx.commit().await?;
-        Ok(updated > 0)
+        commit_changed(tx, updated).await
     }
 
     /// Adds uses counted in memory: `(name, uses, last use in ms)`. Does not bump the generation.

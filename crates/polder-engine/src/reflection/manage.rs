@@ -52,6 +52,14 @@ fn tables_read(plan: &LogicalPlan) -> Vec<(String, i64, String)> {
     found
 }
 
+/// Appends the reflection's `SORT BY` to a build query: each written file is then sorted.
+fn order_by_sort_keys(sql: &mut String, definition: &Definition) {
+    if !definition.sort_by.is_empty() {
+        let keys: Vec<String> = definition.sort_by.iter().map(|c| quote(c)).collect();
+        sql.push_str(&format!(" ORDER BY {}", keys.join(", ")));
+    }
+}
+
 /// Whether every commit after `from` up to `to` only appended rows.
 async fn only_appended(
     lake: &Lake,
@@ -72,7 +80,7 @@ async fn only_appended(
         return Ok(false);
     }
     Ok(commits.iter().all(|commit| {
-        let appended = commit.operation.as_deref() == Some("WRITE")
+        commit.operation.as_deref() == Some("WRITE")
             && commit
                 .parameters
                 .as_deref()
@@ -82,8 +90,7 @@ async fn only_appended(
                         .and_then(|m| m.as_str())
                         .map(|m| m == "Append")
                 })
-                .unwrap_or(false);
-        appended
+                .unwrap_or(false)
     }))
 }
 
@@ -161,7 +168,7 @@ impl Engine {
         for (table, _, id) in tables_read(probe.logical_plan()) {
             definition.source_ids.insert(table, id);
         }
-        if entry.kind == TableKind::Table && definition.source_ids.get(&source).is_none() {
+        if entry.kind == TableKind::Table && !definition.source_ids.contains_key(&source) {
             return Err(EngineError::InvalidInput(format!(
                 "{source} cannot be reflected for this user (row policies or column masks apply)"
             )));
@@ -391,10 +398,7 @@ impl Engine {
             serde_json::from_str(&record.source_versions).unwrap_or_default();
         // The plan of a full build, which also tells which versions it reads.
         let mut sql = definition.build_sql(&format!("{}.{}", quote(schema), quote(relation)));
-        if !definition.sort_by.is_empty() {
-            let keys: Vec<String> = definition.sort_by.iter().map(|c| quote(c)).collect();
-            sql.push_str(&format!(" ORDER BY {}", keys.join(", ")));
-        }
+        order_by_sort_keys(&mut sql, definition);
         let frame = Box::pin(self.session.sql(&sql)).await?;
         let read = tables_read(frame.logical_plan());
         for (table, _, id) in &read {
@@ -464,11 +468,7 @@ impl Engine {
                 match &definition.kind {
                     Kind::Raw { .. } => {
                         let mut sql = definition.build_sql("new_rows");
-                        if !definition.sort_by.is_empty() {
-                            let keys: Vec<String> =
-                                definition.sort_by.iter().map(|c| quote(c)).collect();
-                            sql.push_str(&format!(" ORDER BY {}", keys.join(", ")));
-                        }
+                        order_by_sort_keys(&mut sql, definition);
                         let frame = Box::pin(context.sql(&sql)).await?;
                         (
                             "incremental",
@@ -496,11 +496,7 @@ impl Engine {
                             cols = columns.join(", ")
                         );
                         let mut sql = definition.merge_sql(&both);
-                        if !definition.sort_by.is_empty() {
-                            let keys: Vec<String> =
-                                definition.sort_by.iter().map(|c| quote(c)).collect();
-                            sql.push_str(&format!(" ORDER BY {}", keys.join(", ")));
-                        }
+                        order_by_sort_keys(&mut sql, definition);
                         let frame = Box::pin(context.sql(&sql)).await?;
                         (
                             "incremental",

@@ -485,19 +485,14 @@ impl SubstituteAggregates {
                 config,
             ) {
                 Ok(plan) => {
-                    note(format!(
-                        "served by reflection {} (aggregate on {})",
-                        candidate.record.name, source.name
-                    ));
-                    if !explaining() {
-                        self.registry.used(&candidate.record.name);
-                    }
+                    served(
+                        &self.registry,
+                        &candidate,
+                        &format!("aggregate on {}", source.name),
+                    );
                     return Ok(Some(plan));
                 }
-                Err(reason) => note(format!(
-                    "reflection {} not used: {reason}",
-                    candidate.record.name
-                )),
+                Err(reason) => not_used(&candidate, &reason),
             }
         }
         Ok(None)
@@ -741,23 +736,32 @@ impl SubstituteScans {
             })();
             match attempt {
                 Ok(plan) => {
-                    note(format!(
-                        "served by reflection {} (raw on {name})",
-                        candidate.record.name
-                    ));
-                    if !explaining() {
-                        self.registry.used(&candidate.record.name);
-                    }
+                    served(&self.registry, &candidate, &format!("raw on {name}"));
                     return Ok(Some(plan));
                 }
-                Err(reason) => note(format!(
-                    "reflection {} not used: {reason}",
-                    candidate.record.name
-                )),
+                Err(reason) => not_used(&candidate, &reason),
             }
         }
         Ok(None)
     }
+}
+
+/// Says (to `EXPLAIN`) that `loaded` served, and counts the use outside `EXPLAIN`.
+fn served(registry: &Registry, loaded: &Loaded, how: &str) {
+    note(format!(
+        "served by reflection {} ({how})",
+        loaded.record.name
+    ));
+    if !explaining() {
+        registry.used(&loaded.record.name);
+    }
+}
+
+fn not_used(loaded: &Loaded, reason: &str) {
+    note(format!(
+        "reflection {} not used: {reason}",
+        loaded.record.name
+    ));
 }
 
 fn requalify(expr: &Expr, reference: &TableReference) -> Expr {
