@@ -88,6 +88,9 @@ uiTest(suite, 'build a bar chart in the builder, run it, save it; it is listed',
   assert.equal(saved.spec.measures[0].agg, 'sum');
   assert.equal(saved.spec.measures[0].column, 'revenue');
 
+  // The builder moves to the saved chart's own URL once its save answered; going to the list
+  // before that would be undone by it (the REST poll above can see the chart first).
+  await page.waitForFunction((id) => window.location.hash === `#/charts/${encodeURIComponent(id)}`, saved.id);
   await go(page, '#/charts');
   await byTestId(page, 'chart-list').locator('[data-testid="chart-item"]', { hasText: CHART_NAME }).waitFor({ state: 'visible' });
   assert.deepEqual(page.pageErrors, [], 'uncaught errors in the page');
