@@ -116,31 +116,38 @@ fn an_unreachable_s3_endpoint_gives_clear_errors_and_the_server_keeps_serving() 
         .env("POLDER_S3_PATH_STYLE", "true")
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "secret-that-must-not-leak");
-    // Started by hand: /ready is expected to fail.
-    let port = support::free_port();
-    let mut child = std::process::Command::new(support::POLDER)
-        .args(["serve", "--data-dir", dir.path().to_str().unwrap()])
-        .args(["--http-listen", &format!("127.0.0.1:{port}")])
-        .args([
-            "--pg-listen",
-            &format!("127.0.0.1:{}", support::free_port()),
-        ])
-        .args([
-            "--flight-listen",
-            &format!("127.0.0.1:{}", support::free_port()),
-        ])
-        .args(&config.args)
-        .envs(config.env.iter().cloned())
-        .env("POLDER_AUTH_ENABLED", "false")
-        .env("POLDER_LOG_LEVEL", "warn")
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(std::time::Instant::now() < deadline, "server did not start");
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    // Started by hand: /ready is expected to fail. Its three ports are chosen together; when
+    // another test took one in between, the server exits and is started again on new ones.
+    let mut attempt = 0;
+    let (mut child, port) = loop {
+        attempt += 1;
+        let [port, pg_port, flight_port] = support::free_ports::<3>();
+        let mut child = std::process::Command::new(support::POLDER)
+            .args(["serve", "--data-dir", dir.path().to_str().unwrap()])
+            .args(["--http-listen", &format!("127.0.0.1:{port}")])
+            .args(["--pg-listen", &format!("127.0.0.1:{pg_port}")])
+            .args(["--flight-listen", &format!("127.0.0.1:{flight_port}")])
+            .args(&config.args)
+            .envs(config.env.iter().cloned())
+            .env("POLDER_AUTH_ENABLED", "false")
+            .env("POLDER_LOG_LEVEL", "warn")
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
+            && child.try_wait().unwrap().is_none()
+        {
+            assert!(std::time::Instant::now() < deadline, "server did not start");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        // A port that answers while our server has exited belongs to someone else.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        if child.try_wait().unwrap().is_none() {
+            break (child, port);
+        }
+        assert!(attempt < 5, "the server exited at start five times");
+    };
     let url = format!("http://127.0.0.1:{port}");
     let (status, body) = support::http_request("GET", &format!("{url}/ready"), &[], b"");
     let body = String::from_utf8_lossy(&body).to_string();
