@@ -153,7 +153,11 @@ impl ResultsCache {
 }
 
 /// The cache key of `plan`, or `None` when its answer must not be cached.
-fn cache_key(plan: &LogicalPlan, catalog: &CatalogState) -> Option<String> {
+fn cache_key(
+    plan: &LogicalPlan,
+    catalog: &CatalogState,
+    settings: &datafusion::config::ConfigOptions,
+) -> Option<String> {
     let mut cacheable = true;
     let mut versions: Vec<String> = Vec::new();
     let _ = plan.apply_with_subqueries(|node| {
@@ -231,8 +235,10 @@ fn cache_key(plan: &LogicalPlan, catalog: &CatalogState) -> Option<String> {
             )
         })
         .unwrap_or_default();
+    // A PostgreSQL-wire session may have its own time zone, which functions read at run time.
+    let time_zone = settings.execution.time_zone.clone().unwrap_or_default();
     Some(format!(
-        "{who}\n{}\n{}\n{}",
+        "{who}\n{time_zone}\n{}\n{}\n{}",
         catalog.listing().generation,
         versions.join(","),
         plan.display_indent_schema()
@@ -274,7 +280,7 @@ impl QueryPlanner for CachingPlanner {
         session_state: &dyn datafusion::catalog::Session,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let key = if self.cache.enabled() && acceleration_enabled() {
-            cache_key(logical_plan, &self.catalog)
+            cache_key(logical_plan, &self.catalog, session_state.config_options())
         } else {
             None
         };
