@@ -52,8 +52,6 @@ pub struct ResultsCache {
     capacity: usize,
     entries: Mutex<HashMap<String, Entry>>,
     clock: AtomicU64,
-    hits: AtomicU64,
-    misses: AtomicU64,
 }
 
 impl fmt::Debug for ResultsCache {
@@ -70,8 +68,6 @@ impl ResultsCache {
             capacity: capacity_bytes,
             entries: Mutex::new(HashMap::new()),
             clock: AtomicU64::new(0),
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
         })
     }
 
@@ -86,14 +82,6 @@ impl ResultsCache {
 
     pub fn enabled(&self) -> bool {
         self.capacity > 0
-    }
-
-    /// (hits, misses) so far.
-    pub fn counts(&self) -> (u64, u64) {
-        (
-            self.hits.load(Ordering::Relaxed),
-            self.misses.load(Ordering::Relaxed),
-        )
     }
 
     fn tick(&self) -> u64 {
@@ -142,12 +130,10 @@ impl ResultsCache {
     }
 
     fn hit(&self) {
-        self.hits.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("polder_results_cache_hits_total").increment(1);
     }
 
     fn miss(&self) {
-        self.misses.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("polder_results_cache_misses_total").increment(1);
     }
 }

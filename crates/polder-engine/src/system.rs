@@ -375,22 +375,8 @@ impl SystemSchema {
     /// Every reflection: what it holds, how fresh it is and how often it served.
     async fn reflections(&self) -> Result<Arc<dyn TableProvider>> {
         let rows = self.store.list_reflections().await?;
-        let definitions: Vec<String> = rows
-            .iter()
-            .map(|r| {
-                serde_json::from_str::<crate::reflection::Definition>(&r.definition)
-                    .map(|d| d.to_sql(&r.name, &r.source))
-                    .unwrap_or_else(|_| r.definition.clone())
-            })
-            .collect();
-        let policies: Vec<(String, i64)> = rows
-            .iter()
-            .map(|r| {
-                serde_json::from_str::<crate::reflection::Definition>(&r.definition)
-                    .map(|d| (d.refresh.describe(), d.staleness_seconds as i64))
-                    .unwrap_or_else(|_| ("unknown".to_string(), 0))
-            })
-            .collect();
+        let described: Vec<(String, String, i64)> =
+            rows.iter().map(crate::reflection::describe).collect();
         let optional_ints =
             |values: Vec<Option<i64>>| -> ArrayRef { Arc::new(Int64Array::from(values)) };
         batch(
@@ -426,15 +412,15 @@ impl SystemSchema {
                 text(rows.iter().map(|r| r.name.clone()).collect()),
                 text(rows.iter().map(|r| r.source.clone()).collect()),
                 text(rows.iter().map(|r| r.kind.clone()).collect()),
-                text(definitions),
+                text(described.iter().map(|d| d.0.clone()).collect()),
                 text(rows.iter().map(|r| r.status.clone()).collect()),
                 optional_text(
                     rows.iter()
                         .map(|r| r.status_reason.clone().unwrap_or_default()),
                 ),
-                text(policies.iter().map(|p| p.0.clone()).collect()),
+                text(described.iter().map(|d| d.1.clone()).collect()),
                 Arc::new(Int64Array::from(
-                    policies.iter().map(|p| p.1).collect::<Vec<_>>(),
+                    described.iter().map(|d| d.2).collect::<Vec<_>>(),
                 )),
                 optional_ints(rows.iter().map(|r| r.row_count).collect()),
                 optional_ints(rows.iter().map(|r| r.size_bytes).collect()),

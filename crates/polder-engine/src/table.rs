@@ -77,6 +77,11 @@ impl PolderTable {
         self.table.version().map(|v| v as i64).unwrap_or(-1)
     }
 
+    /// Rows of this version, from the Delta statistics (`None` when a file lacks them).
+    pub fn num_rows(&self) -> Option<u64> {
+        polder_lake::Lake::stats(&self.table).ok()?.num_rows
+    }
+
     /// The Delta table's id: a table dropped and made again under its name has another one.
     pub fn table_id(&self) -> String {
         self.table

@@ -254,7 +254,7 @@ pub(crate) fn error_response(kind: ErrorKind, message: &str, sqlstate: Option<&s
         .into_response()
 }
 
-fn engine_error_response(err: &EngineError) -> Response {
+pub(crate) fn engine_error_response(err: &EngineError) -> Response {
     error_response(err.kind(), &err.to_string(), Some(err.sqlstate()))
 }
 

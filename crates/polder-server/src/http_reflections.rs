@@ -12,44 +12,32 @@ use polder_engine::reflection::Definition;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::http::{AppState, error_response};
+use crate::http::{AppState, engine_error_response, error_response};
+use crate::http_saved::millis_to_rfc3339;
 use crate::http_secrets::audit_change;
-
-fn engine_error(err: &polder_engine::EngineError) -> Response {
-    error_response(err.kind(), &err.to_string(), Some(err.sqlstate()))
-}
-
-fn millis_to_text(millis: Option<i64>) -> Value {
-    millis
-        .and_then(chrono::DateTime::from_timestamp_millis)
-        .map(|t| Value::String(t.to_rfc3339()))
-        .unwrap_or(Value::Null)
-}
 
 /// One reflection as `system.reflections` shows it.
 pub(crate) fn reflection_json(record: &ReflectionRecord) -> Value {
-    let definition = serde_json::from_str::<Definition>(&record.definition).ok();
+    let (definition, refresh_policy, staleness_seconds) =
+        polder_engine::reflection::describe(record);
     json!({
         "name": record.name,
         "source": record.source,
         "kind": record.kind,
-        "definition": definition
-            .as_ref()
-            .map(|d| d.to_sql(&record.name, &record.source))
-            .unwrap_or_else(|| record.definition.clone()),
+        "definition": definition,
         "status": record.status,
         "status_reason": record.status_reason,
-        "refresh_policy": definition.as_ref().map(|d| d.refresh.describe()),
-        "staleness_seconds": definition.as_ref().map(|d| d.staleness_seconds),
+        "refresh_policy": refresh_policy,
+        "staleness_seconds": staleness_seconds,
         "rows": record.row_count,
         "size_bytes": record.size_bytes,
         "source_versions": record.source_versions,
         "data_version": record.data_version,
-        "refreshed_at": millis_to_text(record.refreshed_at),
+        "refreshed_at": record.refreshed_at.map(millis_to_rfc3339),
         "last_refresh_ms": record.last_refresh_ms,
         "last_refresh_kind": record.last_refresh_kind,
         "usage_count": record.usage_count,
-        "last_used_at": millis_to_text(record.last_used_at),
+        "last_used_at": record.last_used_at.map(millis_to_rfc3339),
         "owner": record.owner,
     })
 }
@@ -60,7 +48,7 @@ pub(crate) async fn list_reflections(State(state): State<AppState>) -> Response 
             "reflections": records.iter().map(reflection_json).collect::<Vec<_>>()
         }))
         .into_response(),
-        Err(err) => engine_error(&err),
+        Err(err) => engine_error_response(&err),
     }
 }
 
@@ -145,7 +133,7 @@ pub(crate) async fn create_reflection(
             *response.status_mut() = StatusCode::CREATED;
             response
         }
-        Err(err) => engine_error(&err),
+        Err(err) => engine_error_response(&err),
     }
 }
 
@@ -163,7 +151,7 @@ pub(crate) async fn delete_reflection(
     .await;
     match result {
         Ok(_) => StatusCode::NO_CONTENT.into_response(),
-        Err(err) => engine_error(&err),
+        Err(err) => engine_error_response(&err),
     }
 }
 
@@ -180,6 +168,6 @@ pub(crate) async fn refresh_reflection(
 ) -> Response {
     match state.engine.refresh_reflection(&name, params.full).await {
         Ok(_) => one(&state, &name).await,
-        Err(err) => engine_error(&err),
+        Err(err) => engine_error_response(&err),
     }
 }

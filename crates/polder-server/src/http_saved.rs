@@ -42,7 +42,7 @@ fn engine_failure(err: &EngineError) -> Response {
     error_response(err.kind(), &err.to_string(), Some(err.sqlstate()))
 }
 
-fn millis_to_rfc3339(millis: i64) -> String {
+pub(crate) fn millis_to_rfc3339(millis: i64) -> String {
     chrono::DateTime::from_timestamp_millis(millis)
         .map(|t| t.to_rfc3339())
         .unwrap_or_default()

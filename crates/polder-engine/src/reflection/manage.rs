@@ -19,7 +19,7 @@ use polder_lake::deltalake::operations::write::{SchemaMode, WriteBuilder};
 use polder_lake::deltalake::protocol::SaveMode;
 
 use super::definition::{Definition, Kind, ReflectionStatement, parse_statement, quote};
-use super::{RefreshPolicy, with_acceleration};
+use super::{RefreshPolicy, scanned_tables, with_acceleration};
 use crate::engine::{CommandOutcome, Engine};
 use crate::error::{EngineError, Result};
 use crate::table::PolderTable;
@@ -37,19 +37,33 @@ pub struct RefreshReport {
     pub duration: Duration,
 }
 
-/// The Delta tables a plan reads: `(schema.table, version, table id)`.
-fn tables_read(plan: &LogicalPlan) -> Vec<(String, i64, String)> {
-    let mut found = Vec::new();
+/// What a build did: its kind, the source rows it read, and what it wrote (nothing when the
+/// reflection already held the source's versions).
+struct Built {
+    kind: &'static str,
+    source_rows: u64,
+    written: Option<Written>,
+}
+
+struct Written {
+    data_version: i64,
+    source_versions: BTreeMap<String, i64>,
+    stats: polder_lake::TableStats,
+}
+
+/// Rows of the Polder tables `plan` scans, from their Delta statistics (no I/O).
+fn rows_scanned(plan: &LogicalPlan) -> u64 {
+    let mut rows = 0;
     let _ = plan.apply_with_subqueries(|node| {
         if let LogicalPlan::TableScan(scan) = node
             && let Ok(provider) = source_as_provider(&scan.source)
             && let Some(table) = provider.downcast_ref::<PolderTable>()
         {
-            found.push((table.name().to_string(), table.version(), table.table_id()));
+            rows += table.num_rows().unwrap_or(0);
         }
         Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
     });
-    found
+    rows
 }
 
 /// Appends the reflection's `SORT BY` to a build query: each written file is then sorted.
@@ -165,7 +179,7 @@ impl Engine {
             .await?;
         let arrow_schema = probe.schema().as_arrow().clone();
         definition.check(&source, &arrow_schema)?;
-        for (table, _, id) in tables_read(probe.logical_plan()) {
+        for (table, _, id) in scanned_tables(probe.logical_plan()).0 {
             definition.source_ids.insert(table, id);
         }
         if entry.kind == TableKind::Table && !definition.source_ids.contains_key(&source) {
@@ -328,22 +342,21 @@ impl Engine {
             }
             outcome
         };
-        let (kind, source_rows, written) =
-            crate::access::run_with_full_rights(with_acceleration(false, work)).await?;
-        let Some((data_version, source_versions)) = written else {
+        let built = crate::access::run_with_full_rights(with_acceleration(false, work)).await?;
+        let (kind, source_rows) = (built.kind.to_string(), built.source_rows);
+        let Some(Written {
+            data_version,
+            source_versions,
+            stats,
+        }) = built.written
+        else {
             return Ok(RefreshReport {
-                kind: "none".to_string(),
-                source_rows: 0,
+                kind,
+                source_rows,
                 rows: record.row_count.unwrap_or(0),
                 duration: started.elapsed(),
             });
         };
-        let table = self
-            .catalog
-            .lake
-            .load_version(&record.location, data_version)
-            .await?;
-        let stats = Lake::stats(&table)?;
         let duration = started.elapsed();
         let refresh = ReflectionRefresh {
             data_version,
@@ -381,7 +394,7 @@ impl Engine {
         record: &ReflectionRecord,
         definition: &Definition,
         full: bool,
-    ) -> Result<(String, u64, Option<(i64, BTreeMap<String, i64>)>)> {
+    ) -> Result<Built> {
         self.sync().await?;
         let (schema, relation) = record
             .source
@@ -400,7 +413,7 @@ impl Engine {
         let mut sql = definition.build_sql(&format!("{}.{}", quote(schema), quote(relation)));
         order_by_sort_keys(&mut sql, definition);
         let frame = Box::pin(self.session.sql(&sql)).await?;
-        let read = tables_read(frame.logical_plan());
+        let (read, _) = scanned_tables(frame.logical_plan());
         for (table, _, id) in &read {
             if definition
                 .source_ids
@@ -415,7 +428,11 @@ impl Engine {
         let versions: BTreeMap<String, i64> =
             read.iter().map(|(t, v, _)| (t.clone(), *v)).collect();
         if !full && record.data_version.is_some() && versions == held {
-            return Ok(("none".to_string(), 0, None));
+            return Ok(Built {
+                kind: "none",
+                source_rows: 0,
+                written: None,
+            });
         }
         let data = if record.data_version.is_some() {
             Some(self.catalog.lake.load(&record.location).await?)
@@ -443,7 +460,7 @@ impl Engine {
             Some((location, from, source)) => {
                 let before = self.catalog.lake.load_version(&location, from).await?;
                 let old = file_paths(&before)?;
-                let new_files: Vec<String> = file_paths(&source)?
+                let new_files: std::collections::HashSet<String> = file_paths(&source)?
                     .into_iter()
                     .filter(|p| !old.contains(p))
                     .collect();
@@ -454,7 +471,7 @@ impl Engine {
                     snapshot
                         .log_data()
                         .iter()
-                        .filter(|f| new_files.contains(&f.path().to_string()))
+                        .filter(|f| new_files.contains(f.path().as_ref()))
                         .map(|f| f.num_records().unwrap_or(0) as u64)
                         .sum()
                 };
@@ -507,29 +524,12 @@ impl Engine {
                     }
                 }
             }
-            None => {
-                let rows: u64 = {
-                    let mut total = 0u64;
-                    for (table, version, _) in &read {
-                        if let Some((s, t)) = table.split_once('.')
-                            && let Some(location) =
-                                listing.entry(s, t).and_then(|e| e.location.clone())
-                            && let Ok(loaded) =
-                                self.catalog.lake.load_version(&location, *version).await
-                            && let Ok(stats) = Lake::stats(&loaded)
-                        {
-                            total += stats.num_rows.unwrap_or(0);
-                        }
-                    }
-                    total
-                };
-                (
-                    "full",
-                    frame.logical_plan().clone(),
-                    SaveMode::Overwrite,
-                    rows,
-                )
-            }
+            None => (
+                "full",
+                frame.logical_plan().clone(),
+                SaveMode::Overwrite,
+                rows_scanned(frame.logical_plan()),
+            ),
         };
         let location = record.location.clone();
         let table = match data {
@@ -550,8 +550,15 @@ impl Engine {
         let written = Box::pin(builder.into_future())
             .await
             .map_err(|e| polder_lake::LakeError::from_delta(&location, e))?;
-        let version = written.version().map(|v| v as i64).unwrap_or(0);
-        Ok((kind.to_string(), source_rows, Some((version, versions))))
+        Ok(Built {
+            kind,
+            source_rows,
+            written: Some(Written {
+                data_version: written.version().map(|v| v as i64).unwrap_or(0),
+                source_versions: versions,
+                stats: Lake::stats(&written)?,
+            }),
+        })
     }
 
     /// Refreshes what is due: `ON COMMIT` reflections whose source changed, `EVERY` ones whose

@@ -14,7 +14,6 @@ pub(crate) mod substitute;
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use async_trait::async_trait;
@@ -73,6 +72,48 @@ pub(crate) fn note(line: String) {
 /// Whether the running planning is an `EXPLAIN` (uses are then not counted).
 pub(crate) fn explaining() -> bool {
     EXPLAIN_NOTES.try_with(|_| ()).is_ok()
+}
+
+/// A Polder table a plan scans: `schema.table`, the Delta version read and the table's id.
+pub(crate) type ScannedTable = (String, i64, String);
+
+/// The Polder table a scan reads, `None` when it is anything else (a governed table, a system
+/// table, a reflection).
+pub(crate) fn scanned_table(scan: &datafusion::logical_expr::TableScan) -> Option<ScannedTable> {
+    let provider = datafusion::datasource::source_as_provider(&scan.source).ok()?;
+    let table = provider.downcast_ref::<crate::table::PolderTable>()?;
+    Some((table.name().to_string(), table.version(), table.table_id()))
+}
+
+/// The Polder tables `plan` scans, and whether every scan in it is one.
+pub(crate) fn scanned_tables(
+    plan: &datafusion::logical_expr::LogicalPlan,
+) -> (Vec<ScannedTable>, bool) {
+    let mut found = Vec::new();
+    let mut plain = true;
+    let _ = plan.apply_with_subqueries(|node| {
+        if let datafusion::logical_expr::LogicalPlan::TableScan(scan) = node {
+            match scanned_table(scan) {
+                Some(table) => found.push(table),
+                None => plain = false,
+            }
+        }
+        Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+    });
+    (found, plain)
+}
+
+/// What `system.reflections` and the REST API show of a definition: the statement that makes
+/// it, its refresh policy and its staleness (the stored JSON when it cannot be read).
+pub fn describe(record: &ReflectionRecord) -> (String, String, i64) {
+    match serde_json::from_str::<Definition>(&record.definition) {
+        Ok(definition) => (
+            definition.to_sql(&record.name, &record.source),
+            definition.refresh.describe(),
+            definition.staleness_seconds as i64,
+        ),
+        Err(_) => (record.definition.clone(), "unknown".to_string(), 0),
+    }
 }
 
 /// A reflection as the planner needs it: its definition, the source versions it holds, and its
@@ -161,7 +202,6 @@ impl Loaded {
 pub(crate) struct Registry {
     loaded: RwLock<Arc<HashMap<String, Arc<Loaded>>>>,
     uses: Mutex<HashMap<String, (i64, i64)>>,
-    substitutions: AtomicU64,
     /// Woken after this process commits to a table (refresh on commit).
     pub committed: tokio::sync::Notify,
     /// One refresh at a time per reflection.
@@ -246,7 +286,6 @@ impl Registry {
 
     /// Counts one use of `name` by a query.
     pub fn used(&self, name: &str) {
-        self.substitutions.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("polder_reflection_substitutions_total").increment(1);
         let mut uses = self.uses.lock().expect("uses lock");
         let entry = uses.entry(name.to_string()).or_insert((0, 0));

@@ -19,7 +19,7 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{Column, DFSchema, Result as DfResult, ScalarValue, TableReference};
-use datafusion::datasource::{provider_as_source, source_as_provider};
+use datafusion::datasource::provider_as_source;
 use datafusion::functions_aggregate::expr_fn::{count_distinct, max, min, sum};
 use datafusion::logical_expr::expr::{AggregateFunction, ScalarFunction};
 use datafusion::logical_expr::utils::conjunction;
@@ -30,26 +30,15 @@ use datafusion::optimizer::analyzer::AnalyzerRule;
 use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
 
 use super::definition::{Grain, MeasureFn, Stored};
-use super::{Loaded, Registry, acceleration_enabled, explaining, note};
-use crate::table::PolderTable;
+use super::{
+    Loaded, Registry, acceleration_enabled, explaining, note, scanned_table, scanned_tables,
+};
 
 /// The source relation under an aggregate: a plain table scan of a Polder table.
 struct Source<'a> {
     name: String,
     versions: Vec<(String, i64, String)>,
     schema: &'a DFSchema,
-}
-
-fn polder_table(scan: &TableScan) -> Option<Arc<dyn datafusion::catalog::TableProvider>> {
-    let provider = source_as_provider(&scan.source).ok()?;
-    provider.downcast_ref::<PolderTable>()?;
-    Some(provider)
-}
-
-fn table_source(scan: &TableScan) -> Option<(String, i64, String)> {
-    let provider = polder_table(scan)?;
-    let table = provider.downcast_ref::<PolderTable>()?;
-    Some((table.name().to_string(), table.version(), table.table_id()))
 }
 
 fn strip_casts(expr: &Expr) -> &Expr {
@@ -345,22 +334,6 @@ enum Leaf<'a> {
     View(String, &'a SubqueryAlias),
 }
 
-/// The tables a plan reads, or `None` when one of its scans is not a plain Polder table.
-fn plain_tables(plan: &LogicalPlan) -> Option<Vec<(String, i64, String)>> {
-    let mut found = Vec::new();
-    let mut plain = true;
-    let _ = plan.apply_with_subqueries(|node| {
-        if let LogicalPlan::TableScan(scan) = node {
-            match table_source(scan) {
-                Some(table) => found.push(table),
-                None => plain = false,
-            }
-        }
-        Ok(TreeNodeRecursion::Continue)
-    });
-    plain.then_some(found)
-}
-
 impl SubstituteAggregates {
     /// `schema.view` when `alias` names (schema-qualified, as an inlined view is) the source
     /// of an aggregate reflection. A bare alias may be the user's own name for anything.
@@ -417,7 +390,7 @@ impl SubstituteAggregates {
                 if !scan.filters.is_empty() || scan.fetch.is_some() {
                     return Ok(None);
                 }
-                let Some((name, version, id)) = table_source(scan) else {
+                let Some((name, version, id)) = scanned_table(scan) else {
                     return Ok(None);
                 };
                 (
@@ -429,7 +402,8 @@ impl SubstituteAggregates {
             Leaf::View(name, alias) => {
                 // Every table under the view must be a plain table scan: a governed table
                 // (row policies, masks for this reader) is not, and then nothing is served.
-                let Some(versions) = plain_tables(&alias.input) else {
+                let (versions, plain) = scanned_tables(&alias.input);
+                if !plain {
                     for candidate in self.registry.of_source(&name) {
                         note(format!(
                             "reflection {} not used: the view reads a table governed for this reader",
@@ -437,7 +411,7 @@ impl SubstituteAggregates {
                         ));
                     }
                     return Ok(None);
-                };
+                }
                 (name, versions, alias.schema.as_ref())
             }
         };
@@ -621,7 +595,7 @@ impl OptimizerRule for SubstituteScans {
 
 impl SubstituteScans {
     fn replace(&self, scan: &TableScan) -> DfResult<Option<LogicalPlan>> {
-        let Some((name, version, id)) = table_source(scan) else {
+        let Some((name, version, id)) = scanned_table(scan) else {
             return Ok(None);
         };
         let candidates: Vec<_> = self
