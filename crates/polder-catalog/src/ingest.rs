@@ -176,51 +176,57 @@ impl CatalogStore {
 
     /// Records a new job.
     pub async fn create_job(&self, job: &JobRecord) -> Result<()> {
-        sqlx::query(&format!(
-            "INSERT INTO polder_jobs ({JOB_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
-        ))
-        .bind(&job.id)
-        .bind(&job.connection)
-        .bind(&job.kind)
-        .bind(&job.trigger)
-        .bind(&job.status)
-        .bind(job.attempt)
-        .bind(job.created_at)
-        .bind(job.started_at)
-        .bind(job.finished_at)
-        .bind(job.records)
-        .bind(job.bytes)
-        .bind(job.rejects)
-        .bind(&job.streams)
-        .bind(&job.error)
-        .bind(&job.log_tail)
-        .bind(&job.runner)
-        .bind(job.heartbeat_at)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        crate::store::timed("create_job", async {
+            sqlx::query(&format!(
+                "INSERT INTO polder_jobs ({JOB_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+            ))
+            .bind(&job.id)
+            .bind(&job.connection)
+            .bind(&job.kind)
+            .bind(&job.trigger)
+            .bind(&job.status)
+            .bind(job.attempt)
+            .bind(job.created_at)
+            .bind(job.started_at)
+            .bind(job.finished_at)
+            .bind(job.records)
+            .bind(job.bytes)
+            .bind(job.rejects)
+            .bind(&job.streams)
+            .bind(&job.error)
+            .bind(&job.log_tail)
+            .bind(&job.runner)
+            .bind(job.heartbeat_at)
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        })
+        .await
     }
 
     /// Saves a job's progress or outcome (everything but its identity).
     pub async fn update_job(&self, job: &JobRecord) -> Result<()> {
-        sqlx::query(
-            "UPDATE polder_jobs SET status = $2, started_at = $3, finished_at = $4, records = $5, bytes = $6, rejects = $7, streams = $8, error = $9, log_tail = $10, runner = $11, heartbeat_at = $12 WHERE id = $1",
-        )
-        .bind(&job.id)
-        .bind(&job.status)
-        .bind(job.started_at)
-        .bind(job.finished_at)
-        .bind(job.records)
-        .bind(job.bytes)
-        .bind(job.rejects)
-        .bind(&job.streams)
-        .bind(&job.error)
-        .bind(&job.log_tail)
-        .bind(&job.runner)
-        .bind(job.heartbeat_at)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        crate::store::timed("update_job", async {
+            sqlx::query(
+                "UPDATE polder_jobs SET status = $2, started_at = $3, finished_at = $4, records = $5, bytes = $6, rejects = $7, streams = $8, error = $9, log_tail = $10, runner = $11, heartbeat_at = $12 WHERE id = $1",
+            )
+            .bind(&job.id)
+            .bind(&job.status)
+            .bind(job.started_at)
+            .bind(job.finished_at)
+            .bind(job.records)
+            .bind(job.bytes)
+            .bind(job.rejects)
+            .bind(&job.streams)
+            .bind(&job.error)
+            .bind(&job.log_tail)
+            .bind(&job.runner)
+            .bind(job.heartbeat_at)
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        })
+        .await
     }
 
     pub async fn get_job(&self, id: &str) -> Result<Option<JobRecord>> {

@@ -257,10 +257,14 @@ fn migrator() -> Migrator {
             "reflections",
             include_str!("../migrations/0007_reflections.sql"),
         ),
+        migration(8, "leases", include_str!("../migrations/0008_leases.sql")),
     ];
     Migrator {
         migrations: Cow::Owned(migrations),
-        ignore_missing: false,
+        // Forward-only, additive migrations: a coordinator of version N keeps serving a catalog
+        // that a coordinator of N+1 has already migrated (a rolling upgrade), ignoring the
+        // migrations it does not know. Known ones are still checked by checksum.
+        ignore_missing: true,
         locking: true,
         no_tx: false,
     }
@@ -359,8 +363,11 @@ impl CatalogStore {
 
     /// Checks that the store answers (for `/ready`).
     pub async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
+        crate::store::timed("ping", async {
+            sqlx::query("SELECT 1").execute(&self.pool).await?;
+            Ok(())
+        })
+        .await
     }
 
     async fn ensure_default_schemas(&self) -> Result<()> {
@@ -385,114 +392,130 @@ impl CatalogStore {
 
     /// The current generation: it changes whenever anything in the catalog changes.
     pub async fn generation(&self) -> Result<i64> {
-        let row = sqlx::query("SELECT generation FROM polder_catalog_state WHERE id = 1")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(row.try_get::<i64, _>(0)?)
+        crate::store::timed("generation", async {
+            let row = sqlx::query("SELECT generation FROM polder_catalog_state WHERE id = 1")
+                .fetch_one(&self.pool)
+                .await?;
+            Ok(row.try_get::<i64, _>(0)?)
+        })
+        .await
     }
 
     /// Reads every schema and table in one transaction.
     pub async fn snapshot(&self) -> Result<CatalogSnapshot> {
-        let mut tx = self.pool.begin().await?;
-        let generation: i64 =
-            sqlx::query("SELECT generation FROM polder_catalog_state WHERE id = 1")
-                .fetch_one(&mut *tx)
-                .await?
-                .try_get(0)?;
-        let schema_rows = sqlx::query("SELECT name, created_at FROM polder_schemas ORDER BY name")
-            .fetch_all(&mut *tx)
-            .await?;
-        let table_rows = sqlx::query(select_tables!(" ORDER BY schema_name, name"))
-            .fetch_all(&mut *tx)
-            .await?;
-        tx.commit().await?;
+        crate::store::timed("snapshot", async {
+            let mut tx = self.pool.begin().await?;
+            let generation: i64 =
+                sqlx::query("SELECT generation FROM polder_catalog_state WHERE id = 1")
+                    .fetch_one(&mut *tx)
+                    .await?
+                    .try_get(0)?;
+            let schema_rows =
+                sqlx::query("SELECT name, created_at FROM polder_schemas ORDER BY name")
+                    .fetch_all(&mut *tx)
+                    .await?;
+            let table_rows = sqlx::query(select_tables!(" ORDER BY schema_name, name"))
+                .fetch_all(&mut *tx)
+                .await?;
+            tx.commit().await?;
 
-        let mut schemas = Vec::with_capacity(schema_rows.len());
-        for row in &schema_rows {
-            schemas.push(SchemaEntry {
-                name: row.try_get(0)?,
-                created_at: row.try_get(1)?,
-            });
-        }
-        let mut tables = Vec::with_capacity(table_rows.len());
-        for row in &table_rows {
-            tables.push(table_from_row(row)?);
-        }
-        Ok(CatalogSnapshot {
-            generation,
-            schemas,
-            tables,
+            let mut schemas = Vec::with_capacity(schema_rows.len());
+            for row in &schema_rows {
+                schemas.push(SchemaEntry {
+                    name: row.try_get(0)?,
+                    created_at: row.try_get(1)?,
+                });
+            }
+            let mut tables = Vec::with_capacity(table_rows.len());
+            for row in &table_rows {
+                tables.push(table_from_row(row)?);
+            }
+            Ok(CatalogSnapshot {
+                generation,
+                schemas,
+                tables,
+            })
         })
+        .await
     }
 
     /// Creates a schema. Returns `false` when it existed and `if_not_exists` was given.
     pub async fn create_schema(&self, name: &str, if_not_exists: bool) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
-        let result = sqlx::query(
-            "INSERT INTO polder_schemas (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
-        )
-        .bind(name)
-        .bind(now_millis())
-        .execute(&mut *tx)
-        .await?;
-        if result.rows_affected() == 0 {
-            if if_not_exists {
-                return Ok(false);
+        crate::store::timed("create_schema", async {
+            let mut tx = self.pool.begin().await?;
+            let result = sqlx::query(
+                "INSERT INTO polder_schemas (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+            )
+            .bind(name)
+            .bind(now_millis())
+            .execute(&mut *tx)
+            .await?;
+            if result.rows_affected() == 0 {
+                if if_not_exists {
+                    return Ok(false);
+                }
+                return Err(CatalogError::SchemaExists(name.to_string()));
             }
-            return Err(CatalogError::SchemaExists(name.to_string()));
-        }
-        bump_generation(&mut tx).await?;
-        tx.commit().await?;
-        Ok(true)
+            bump_generation(&mut tx).await?;
+            tx.commit().await?;
+            Ok(true)
+        })
+        .await
     }
 
     /// Drops a schema. Without `cascade` it must be empty; with it, its tables and views are
     /// removed from the catalog too and returned so that the caller can delete their data.
     pub async fn drop_schema(&self, name: &str, cascade: bool) -> Result<Vec<TableEntry>> {
-        let mut tx = self.pool.begin().await?;
-        let exists = sqlx::query("SELECT name FROM polder_schemas WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&mut *tx)
-            .await?
-            .is_some();
-        if !exists {
-            return Err(CatalogError::SchemaNotFound(name.to_string()));
-        }
-        let rows = sqlx::query(select_tables!(" WHERE schema_name = $1"))
-            .bind(name)
-            .fetch_all(&mut *tx)
-            .await?;
-        let mut dropped = Vec::with_capacity(rows.len());
-        for row in &rows {
-            dropped.push(table_from_row(row)?);
-        }
-        if !dropped.is_empty() && !cascade {
-            return Err(CatalogError::SchemaNotEmpty {
-                name: name.to_string(),
-                count: dropped.len(),
-            });
-        }
-        sqlx::query("DELETE FROM polder_tables WHERE schema_name = $1")
-            .bind(name)
-            .execute(&mut *tx)
-            .await?;
-        crate::governance::forget_table_rules(&mut tx, name, None).await?;
-        sqlx::query("DELETE FROM polder_schemas WHERE name = $1")
-            .bind(name)
-            .execute(&mut *tx)
-            .await?;
-        bump_generation(&mut tx).await?;
-        tx.commit().await?;
-        Ok(dropped)
+        crate::store::timed("drop_schema", async {
+            let mut tx = self.pool.begin().await?;
+            let exists = sqlx::query("SELECT name FROM polder_schemas WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some();
+            if !exists {
+                return Err(CatalogError::SchemaNotFound(name.to_string()));
+            }
+            let rows = sqlx::query(select_tables!(" WHERE schema_name = $1"))
+                .bind(name)
+                .fetch_all(&mut *tx)
+                .await?;
+            let mut dropped = Vec::with_capacity(rows.len());
+            for row in &rows {
+                dropped.push(table_from_row(row)?);
+            }
+            if !dropped.is_empty() && !cascade {
+                return Err(CatalogError::SchemaNotEmpty {
+                    name: name.to_string(),
+                    count: dropped.len(),
+                });
+            }
+            sqlx::query("DELETE FROM polder_tables WHERE schema_name = $1")
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
+            crate::governance::forget_table_rules(&mut tx, name, None).await?;
+            sqlx::query("DELETE FROM polder_schemas WHERE name = $1")
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
+            bump_generation(&mut tx).await?;
+            tx.commit().await?;
+            Ok(dropped)
+        })
+        .await
     }
 
     pub async fn get_table(&self, schema: &str, name: &str) -> Result<Option<TableEntry>> {
-        let row = sqlx::query(select_tables!(" WHERE schema_name = $1 AND name = $2"))
-            .bind(schema)
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(table_from_row).transpose()
+        crate::store::timed("get_table", async {
+            let row = sqlx::query(select_tables!(" WHERE schema_name = $1 AND name = $2"))
+                .bind(schema)
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
+            row.as_ref().map(table_from_row).transpose()
+        })
+        .await
     }
 
     /// Registers a table or view. With `replace`, an existing entry of the same kind is
@@ -502,63 +525,66 @@ impl CatalogStore {
         entry: &TableEntry,
         replace: bool,
     ) -> Result<Option<TableEntry>> {
-        let mut tx = self.pool.begin().await?;
-        let schema_exists = sqlx::query("SELECT name FROM polder_schemas WHERE name = $1")
-            .bind(&entry.schema)
-            .fetch_optional(&mut *tx)
-            .await?
-            .is_some();
-        if !schema_exists {
-            return Err(CatalogError::SchemaNotFound(entry.schema.clone()));
-        }
-        let existing = sqlx::query(select_tables!(" WHERE schema_name = $1 AND name = $2"))
-            .bind(&entry.schema)
-            .bind(&entry.name)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let existing = existing.as_ref().map(table_from_row).transpose()?;
-        if let Some(existing) = &existing {
-            if !replace {
-                return Err(CatalogError::TableExists {
-                    kind: existing.kind,
-                    name: entry.qualified_name(),
-                });
+        crate::store::timed("create_table", async {
+            let mut tx = self.pool.begin().await?;
+            let schema_exists = sqlx::query("SELECT name FROM polder_schemas WHERE name = $1")
+                .bind(&entry.schema)
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some();
+            if !schema_exists {
+                return Err(CatalogError::SchemaNotFound(entry.schema.clone()));
             }
-            if existing.kind != entry.kind {
-                return Err(CatalogError::WrongKind {
-                    name: entry.qualified_name(),
-                    actual: existing.kind,
-                    expected: entry.kind,
-                });
-            }
-            sqlx::query("DELETE FROM polder_tables WHERE schema_name = $1 AND name = $2")
+            let existing = sqlx::query(select_tables!(" WHERE schema_name = $1 AND name = $2"))
                 .bind(&entry.schema)
                 .bind(&entry.name)
-                .execute(&mut *tx)
+                .fetch_optional(&mut *tx)
                 .await?;
-        }
-        let inserted = sqlx::query(
-            "INSERT INTO polder_tables (schema_name, name, kind, location, definition, created_at, owner) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (schema_name, name) DO NOTHING",
-        )
-        .bind(&entry.schema)
-        .bind(&entry.name)
-        .bind(entry.kind.as_str())
-        .bind(entry.location.clone())
-        .bind(entry.definition.clone())
-        .bind(entry.created_at)
-        .bind(entry.owner.clone())
-        .execute(&mut *tx)
-        .await?;
-        if inserted.rows_affected() == 0 {
-            // Another process registered the same name between our read and our insert.
-            return Err(CatalogError::TableExists {
-                kind: entry.kind,
-                name: entry.qualified_name(),
-            });
-        }
-        bump_generation(&mut tx).await?;
-        tx.commit().await?;
-        Ok(existing)
+            let existing = existing.as_ref().map(table_from_row).transpose()?;
+            if let Some(existing) = &existing {
+                if !replace {
+                    return Err(CatalogError::TableExists {
+                        kind: existing.kind,
+                        name: entry.qualified_name(),
+                    });
+                }
+                if existing.kind != entry.kind {
+                    return Err(CatalogError::WrongKind {
+                        name: entry.qualified_name(),
+                        actual: existing.kind,
+                        expected: entry.kind,
+                    });
+                }
+                sqlx::query("DELETE FROM polder_tables WHERE schema_name = $1 AND name = $2")
+                    .bind(&entry.schema)
+                    .bind(&entry.name)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let inserted = sqlx::query(
+                "INSERT INTO polder_tables (schema_name, name, kind, location, definition, created_at, owner) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (schema_name, name) DO NOTHING",
+            )
+            .bind(&entry.schema)
+            .bind(&entry.name)
+            .bind(entry.kind.as_str())
+            .bind(entry.location.clone())
+            .bind(entry.definition.clone())
+            .bind(entry.created_at)
+            .bind(entry.owner.clone())
+            .execute(&mut *tx)
+            .await?;
+            if inserted.rows_affected() == 0 {
+                // Another process registered the same name between our read and our insert.
+                return Err(CatalogError::TableExists {
+                    kind: entry.kind,
+                    name: entry.qualified_name(),
+                });
+            }
+            bump_generation(&mut tx).await?;
+            tx.commit().await?;
+            Ok(existing)
+        })
+        .await
     }
 
     /// Removes a table or view from the catalog and returns its entry.
@@ -570,42 +596,67 @@ impl CatalogStore {
         name: &str,
         expected: Option<TableKind>,
     ) -> Result<TableEntry> {
-        let mut tx = self.pool.begin().await?;
-        let row = sqlx::query(select_tables!(" WHERE schema_name = $1 AND name = $2"))
-            .bind(schema)
-            .bind(name)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(entry) = row.as_ref().map(table_from_row).transpose()? else {
-            return Err(CatalogError::TableNotFound(format!("{schema}.{name}")));
-        };
-        if let Some(expected) = expected
-            && expected != entry.kind
-        {
-            return Err(CatalogError::WrongKind {
-                name: entry.qualified_name(),
-                actual: entry.kind,
-                expected,
-            });
-        }
-        sqlx::query("DELETE FROM polder_tables WHERE schema_name = $1 AND name = $2")
-            .bind(schema)
-            .bind(name)
-            .execute(&mut *tx)
-            .await?;
-        crate::governance::forget_table_rules(&mut tx, schema, Some(name)).await?;
-        bump_generation(&mut tx).await?;
-        tx.commit().await?;
-        Ok(entry)
+        crate::store::timed("drop_table", async {
+            let mut tx = self.pool.begin().await?;
+            let row = sqlx::query(select_tables!(" WHERE schema_name = $1 AND name = $2"))
+                .bind(schema)
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some(entry) = row.as_ref().map(table_from_row).transpose()? else {
+                return Err(CatalogError::TableNotFound(format!("{schema}.{name}")));
+            };
+            if let Some(expected) = expected
+                && expected != entry.kind
+            {
+                return Err(CatalogError::WrongKind {
+                    name: entry.qualified_name(),
+                    actual: entry.kind,
+                    expected,
+                });
+            }
+            sqlx::query("DELETE FROM polder_tables WHERE schema_name = $1 AND name = $2")
+                .bind(schema)
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
+            crate::governance::forget_table_rules(&mut tx, schema, Some(name)).await?;
+            bump_generation(&mut tx).await?;
+            tx.commit().await?;
+            Ok(entry)
+        })
+        .await
     }
 
     /// Marks the catalog as changed without changing an entry (a table's schema evolved).
     pub async fn touch(&self) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        bump_generation(&mut tx).await?;
-        tx.commit().await?;
-        Ok(())
+        crate::store::timed("touch", async {
+            let mut tx = self.pool.begin().await?;
+            bump_generation(&mut tx).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
     }
+}
+
+/// Runs one catalog operation timed for `/metrics`
+/// (`polder_catalog_operation_duration_seconds{operation}`); failures of the store itself
+/// (not answers such as "does not exist") count in `polder_catalog_errors_total{operation}`.
+/// Applied to the operations on the query path (generation check, snapshot, table lookup),
+/// to schema and table changes, and to job updates.
+pub(crate) async fn timed<T>(
+    operation: &'static str,
+    work: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    let started = std::time::Instant::now();
+    let result = work.await;
+    metrics::histogram!("polder_catalog_operation_duration_seconds", "operation" => operation)
+        .record(started.elapsed().as_secs_f64());
+    if let Err(CatalogError::Database(_)) = &result {
+        metrics::counter!("polder_catalog_errors_total", "operation" => operation).increment(1);
+    }
+    result
 }
 
 pub(crate) async fn bump_generation(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<()> {
@@ -639,4 +690,4 @@ fn describe_sqlx_error(err: &sqlx::Error) -> String {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -270,40 +270,46 @@ impl CatalogStore {
     }
 
     pub async fn create_transform_run(&self, run: &TransformRunRecord) -> Result<()> {
-        sqlx::query(&format!(
-            "INSERT INTO polder_transform_runs ({RUN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-        ))
-        .bind(&run.id)
-        .bind(&run.project)
-        .bind(&run.command)
-        .bind(&run.args)
-        .bind(&run.trigger)
-        .bind(&run.status)
-        .bind(run.started_at)
-        .bind(run.finished_at)
-        .bind(&run.summary)
-        .bind(&run.results)
-        .bind(&run.error)
-        .bind(&run.runner)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        crate::store::timed("create_transform_run", async {
+            sqlx::query(&format!(
+                "INSERT INTO polder_transform_runs ({RUN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+            ))
+            .bind(&run.id)
+            .bind(&run.project)
+            .bind(&run.command)
+            .bind(&run.args)
+            .bind(&run.trigger)
+            .bind(&run.status)
+            .bind(run.started_at)
+            .bind(run.finished_at)
+            .bind(&run.summary)
+            .bind(&run.results)
+            .bind(&run.error)
+            .bind(&run.runner)
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        })
+        .await
     }
 
     /// Saves a run's outcome (everything but its identity).
     pub async fn update_transform_run(&self, run: &TransformRunRecord) -> Result<()> {
-        sqlx::query(
-            "UPDATE polder_transform_runs SET status = $2, finished_at = $3, summary = $4, results = $5, error = $6 WHERE id = $1",
-        )
-        .bind(&run.id)
-        .bind(&run.status)
-        .bind(run.finished_at)
-        .bind(&run.summary)
-        .bind(&run.results)
-        .bind(&run.error)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        crate::store::timed("update_transform_run", async {
+            sqlx::query(
+                "UPDATE polder_transform_runs SET status = $2, finished_at = $3, summary = $4, results = $5, error = $6 WHERE id = $1",
+            )
+            .bind(&run.id)
+            .bind(&run.status)
+            .bind(run.finished_at)
+            .bind(&run.summary)
+            .bind(&run.results)
+            .bind(&run.error)
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        })
+        .await
     }
 
     pub async fn get_transform_run(&self, id: &str) -> Result<Option<TransformRunRecord>> {

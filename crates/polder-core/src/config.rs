@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::error::{ErrorKind, HasErrorKind};
 use crate::secret::{Secret, mask_url_password};
@@ -217,6 +218,18 @@ const SETTINGS: &[Setting] = &[
         help: "file holding the secrets key (created on first use when missing)",
     },
     Setting {
+        key: "cluster.lease_ttl",
+        env: &["POLDER_LEASE_TTL"],
+        sensitivity: Sensitivity::Plain,
+        help: "seconds a coordinator holds the scheduler lease without renewing it (failover time)",
+    },
+    Setting {
+        key: "shutdown.timeout",
+        env: &["POLDER_SHUTDOWN_TIMEOUT"],
+        sensitivity: Sensitivity::Plain,
+        help: "seconds SIGTERM waits for running statements and commits before exiting",
+    },
+    Setting {
         key: "log.level",
         env: &["POLDER_LOG_LEVEL"],
         sensitivity: Sensitivity::Plain,
@@ -245,6 +258,8 @@ fn default_for(key: &str, data_dir: &str) -> String {
         "auth.protect_metrics" => "false".to_string(),
         "tls.self_signed" => "false".to_string(),
         "secrets.key_file" => format!("{data_dir}/secret.key"),
+        "cluster.lease_ttl" => "15".to_string(),
+        "shutdown.timeout" => "30".to_string(),
         "log.level" => "info".to_string(),
         "log.format" => "text".to_string(),
         _ => String::new(),
@@ -413,6 +428,11 @@ pub struct Config {
     pub auth: AuthConfig,
     pub tls: TlsConfig,
     pub secret_key: SecretKeySource,
+    /// How long the scheduler lease lasts unrenewed: the longest scheduled work waits for a
+    /// coordinator that died.
+    pub lease_ttl: Duration,
+    /// How long SIGTERM waits for running statements before the process exits.
+    pub shutdown_timeout: Duration,
     pub log_level: String,
     pub log_format: LogFormat,
     /// Every setting with its effective value (secrets masked) and source, for `config show`.
@@ -512,6 +532,20 @@ impl Config {
                     format!("expected host:port such as 127.0.0.1:9047 ({e})"),
                 )
             })
+        };
+        let parse_seconds = |key: &str| -> Result<Duration, ConfigError> {
+            let text = get(key);
+            text.trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|seconds| seconds.is_finite() && *seconds > 0.0 && *seconds <= 86_400.0)
+                .map(Duration::from_secs_f64)
+                .ok_or_else(|| {
+                    invalid(
+                        key,
+                        format!("expected a number of seconds such as 15, got '{text}'"),
+                    )
+                })
         };
         let parse_bool = |key: &str| -> Result<bool, ConfigError> {
             match get(key).to_ascii_lowercase().as_str() {
@@ -655,6 +689,8 @@ impl Config {
             },
             tls,
             secret_key,
+            lease_ttl: parse_seconds("cluster.lease_ttl")?,
+            shutdown_timeout: parse_seconds("shutdown.timeout")?,
             log_level: get("log.level"),
             log_format,
             effective,

@@ -23,8 +23,10 @@ use crate::sync::{RunIdentity, StreamOutcome, sync_connection};
 
 /// How often a running job saves its counts (and proves its runner alive).
 const HEARTBEAT: Duration = Duration::from_secs(2);
+/// The trigger of a sync started again after its coordinator died.
+pub const RESUME_TRIGGER: &str = "resume";
 /// A job whose runner on another host has not saved for this long is considered dead.
-const STALE_AFTER_MS: i64 = 60_000;
+const STALE_AFTER_MS: i64 = 20_000;
 /// Bytes of a connector's log kept with a failed job.
 const LOG_TAIL_BYTES: usize = 16 * 1024;
 
@@ -83,6 +85,8 @@ pub struct JobView {
     pub error: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub log_tail: String,
+    /// `host:pid` of the coordinator that ran (or runs) it.
+    pub runner: String,
 }
 
 impl JobView {
@@ -108,6 +112,7 @@ impl JobView {
             streams,
             error: record.error,
             log_tail: record.log_tail,
+            runner: record.runner,
         }
     }
 
@@ -457,15 +462,22 @@ impl Ingestion {
     /// Marks jobs whose runner died (a killed process) as failed, so that history tells the
     /// truth and the connection can run again.
     pub async fn sweep_interrupted(&self) -> Result<()> {
-        self.live_running_jobs().await.map(|_| ())
+        self.mark_interrupted().await.map(|_| ())
     }
 
-    /// The jobs that are running, after marking those whose runner died as failed.
+    /// The jobs that are running: those whose runner is alive. Those of dead runners are
+    /// left for the scheduler's sweep, which marks them and resumes them in one place.
     async fn live_running_jobs(&self) -> Result<Vec<JobRecord>> {
-        let mut live = Vec::new();
+        let mut live = self.store().jobs_in_status("running").await?;
+        live.retain(|job| runner_alive(&job.runner, job.heartbeat_at));
+        Ok(live)
+    }
+
+    /// The running jobs whose runner died, marked failed (interrupted) here and returned.
+    async fn mark_interrupted(&self) -> Result<Vec<JobRecord>> {
+        let mut interrupted = Vec::new();
         for mut job in self.store().jobs_in_status("running").await? {
             if runner_alive(&job.runner, job.heartbeat_at) {
-                live.push(job);
                 continue;
             }
             job.status = "failed".to_string();
@@ -475,8 +487,9 @@ impl Ingestion {
                 job.runner
             );
             self.store().update_job(&job).await?;
+            interrupted.push(job);
         }
-        Ok(live)
+        Ok(interrupted)
     }
 
     /// Runs a sync of `name` now, with the connection's retries (or `retries` when given);
@@ -577,6 +590,8 @@ impl Ingestion {
             heartbeat_at: Some(now),
         };
         self.store().create_job(&job).await?;
+        let timer = std::time::Instant::now();
+        metrics::gauge!("polder_jobs_running", "kind" => "ingest").increment(1.0);
         let base_records = counters.records();
         let base_bytes = counters.bytes();
 
@@ -636,25 +651,81 @@ impl Ingestion {
                 job.log_tail = tail[start..].to_string();
             }
         }
+        metrics::gauge!("polder_jobs_running", "kind" => "ingest").decrement(1.0);
+        metrics::counter!("polder_jobs_total", "kind" => "ingest", "status" => job.status.clone())
+            .increment(1);
+        metrics::histogram!("polder_job_duration_seconds", "kind" => "ingest")
+            .record(timer.elapsed().as_secs_f64());
+        metrics::counter!("polder_ingested_records_total", "connection" => name.to_string())
+            .increment(job.records.max(0) as u64);
         self.store().update_job(&job).await?;
         Ok((JobView::from_record(job), transient))
     }
 
     /// Runs the connections' cron schedules until the process ends: each connection fires at
     /// its next scheduled time (UTC) unless a sync of it is still running.
-    pub fn spawn_scheduler(self: Arc<Self>) -> tokio::task::JoinHandle<()> {
+    pub fn spawn_scheduler(
+        self: Arc<Self>,
+        leadership: polder_catalog::Leadership,
+    ) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
-            if let Err(err) = self.sweep_interrupted().await {
-                tracing::warn!(error = %err, "could not check for interrupted jobs");
-            }
-            let mut planner = CronPlanner::new();
             loop {
-                if let Err(err) = self.schedule_tick(&mut planner).await {
-                    tracing::warn!(error = %err, "scheduler could not read connections");
+                // Only the coordinator holding the scheduler lease runs schedules, so that
+                // several coordinators on one catalog sync each connection once per fire.
+                leadership.became_leader().await;
+                // A new term plans schedules from now on: a fire missed while no coordinator
+                // held the lease is not made up (it runs at the next fire).
+                let mut planner = CronPlanner::new();
+                while leadership.is_leader() {
+                    // Before the schedules, so that an interrupted sync is resumed rather
+                    // than raced by its connection's next scheduled one.
+                    self.resume_interrupted().await;
+                    if let Err(err) = self.schedule_tick(&mut planner).await {
+                        tracing::warn!(error = %err, "scheduler could not read connections");
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
                 }
-                tokio::time::sleep(Duration::from_secs(1)).await;
             }
         })
+    }
+
+    /// Marks the jobs whose runner died as failed and starts each of them again here, once: a
+    /// sync continues from the state its last commit saved, so nothing is loaded twice. A
+    /// job that was itself such a resumption is not resumed again (a sync that kills its
+    /// process would otherwise go round the coordinators).
+    async fn resume_interrupted(self: &Arc<Self>) {
+        let interrupted = match self.mark_interrupted().await {
+            Ok(jobs) => jobs,
+            Err(err) => {
+                tracing::warn!(error = %err, "could not check for interrupted jobs");
+                return;
+            }
+        };
+        for job in interrupted {
+            if job.trigger == RESUME_TRIGGER {
+                continue;
+            }
+            tracing::info!(connection = %job.connection, job = %job.id, runner = %job.runner, "resuming a sync whose coordinator stopped");
+            let this = self.clone();
+            tokio::spawn(async move {
+                match this
+                    .sync(
+                        &job.connection,
+                        RESUME_TRIGGER,
+                        Arc::new(Counters::default()),
+                        None,
+                    )
+                    .await
+                {
+                    Ok(resumed) => {
+                        tracing::info!(connection = %job.connection, job = %resumed.id, status = %resumed.status, records = resumed.records, "resumed sync finished")
+                    }
+                    Err(err) => {
+                        tracing::warn!(connection = %job.connection, error = %err, "resumed sync could not start")
+                    }
+                }
+            });
+        }
     }
 
     async fn schedule_tick(self: &Arc<Self>, planner: &mut CronPlanner) -> Result<()> {

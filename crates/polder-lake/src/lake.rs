@@ -14,6 +14,7 @@ use url::Url;
 
 use crate::error::LakeError;
 use crate::history::{HistoryEntry, read_history};
+use crate::metered::register_local_files;
 use crate::s3::{build_s3_store, register_s3};
 
 type Result<T, E = LakeError> = std::result::Result<T, E>;
@@ -55,8 +56,10 @@ impl Lake {
             let absolute = absolute
                 .canonicalize()
                 .map_err(|_| LakeError::InvalidLocation(url.to_string()))?;
-            Url::from_directory_path(&absolute)
-                .map_err(|_| LakeError::InvalidLocation(url.to_string()))?
+            let root = Url::from_directory_path(&absolute)
+                .map_err(|_| LakeError::InvalidLocation(url.to_string()))?;
+            register_local_files();
+            root
         } else if url.starts_with("s3://") || url.starts_with("memory://") {
             let with_slash = if url.ends_with('/') {
                 url.to_string()

@@ -7,6 +7,7 @@
 mod error;
 mod history;
 mod lake;
+mod metered;
 mod s3;
 
 pub use error::LakeError;

@@ -21,6 +21,8 @@ use object_store::{BackoffConfig, ClientOptions, RetryConfig};
 use polder_core::S3Config;
 use url::Url;
 
+use crate::metered::MeteredStore;
+
 struct S3StoreFactory {
     config: S3Config,
 }
@@ -90,7 +92,7 @@ pub(crate) fn build_s3_store(config: &S3Config, url: &Url) -> DeltaResult<Object
         builder = builder.with_token(token.expose());
     }
     let store = builder.build()?;
-    Ok(Arc::new(store))
+    Ok(Arc::new(MeteredStore::new(Arc::new(store), "s3")))
 }
 
 /// Makes `s3://` locations usable by deltalake with this process's S3 settings.

@@ -278,7 +278,7 @@ SCHEMAS = {
     "Job": obj({
         "id": STR, "connection": STR,
         "kind": {"type": "string", "description": "`sync`."},
-        "trigger": {"type": "string", "description": "`manual:<user>`, `api:<user>` or `schedule`."},
+        "trigger": {"type": "string", "description": "`manual:<user>`, `api:<user>`, `schedule`, or `resume` (started again after its coordinator died)."},
         "status": {"type": "string", "enum": ["running", "succeeded", "failed"]},
         "attempt": INT,
         "created_at": MILLIS, "started_at": MILLIS_OR_NULL, "finished_at": MILLIS_OR_NULL,
@@ -287,8 +287,9 @@ SCHEMAS = {
         "streams": {"type": "array", "items": ref("StreamOutcome")},
         "error": {"type": "string", "description": "Absent when empty."},
         "log_tail": {"type": "string", "description": "The connector's last stderr lines (failed Airbyte jobs); absent when empty."},
+        "runner": {"type": "string", "description": "`host:pid` of the coordinator that runs or ran it."},
     }, ["id", "connection", "kind", "trigger", "status", "attempt", "created_at", "started_at",
-        "finished_at", "duration_ms", "records", "bytes", "rejects", "streams"]),
+        "finished_at", "duration_ms", "records", "bytes", "rejects", "streams", "runner"]),
     "TransformCommand": {"type": "string", "enum": ["build", "run", "test", "seed"]},
     "ScheduledRun": obj({
         "command": {**ref("TransformCommand"), "default": "build"},

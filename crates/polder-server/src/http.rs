@@ -39,6 +39,10 @@ pub(crate) struct AppState {
     pub ingestion: Arc<polder_ingest::Ingestion>,
     /// dbt projects: runs, lineage, last results.
     pub transformations: polder_transform::Transformations,
+    /// Set once SIGTERM began a graceful shutdown: `/ready` answers 503.
+    pub drain: Arc<crate::drain::Drain>,
+    /// Whether this coordinator runs scheduled work now (`None`: it never does).
+    pub leadership: Option<polder_catalog::Leadership>,
 }
 
 /// The REST API as an OpenAPI 3.1 document (made by `openapi/gen_openapi.py`; a test keeps it
@@ -241,11 +245,15 @@ async fn audit_refused_requests(
     response
 }
 
-/// `{"error": {"code", "message"}}` with the status of the error's kind.
+/// `{"error": {"code", "message"}}` with the status of the error's kind, and the request's id
+/// (`request_id`) that its log lines carry.
 pub(crate) fn error_response(kind: ErrorKind, message: &str, sqlstate: Option<&str>) -> Response {
     let mut error = serde_json::json!({"code": kind.code(), "message": message});
     if let Some(state) = sqlstate {
         error["sqlstate"] = serde_json::Value::String(state.to_string());
+    }
+    if let Some(id) = crate::request_id::current() {
+        error["request_id"] = serde_json::Value::String(id);
     }
     (
         http_status(kind),
@@ -266,8 +274,17 @@ async fn health() -> impl IntoResponse {
     axum::Json(serde_json::json!({"status": "ok"}))
 }
 
-/// Ready when both the catalog store and the lake answer.
+/// Ready when both the catalog store and the lake answer, and not shutting down.
 async fn ready(State(state): State<AppState>) -> Response {
+    let scheduler = match &state.leadership {
+        Some(leadership) if leadership.is_leader() => "leader",
+        Some(_) => "standby",
+        None => "off",
+    };
+    if state.drain.is_draining() {
+        let body = serde_json::json!({"status": "draining", "scheduler": scheduler});
+        return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
+    }
     let catalog = state.engine.catalog_store().ping().await;
     let lake = state.engine.lake().check().await;
     let describe = |result: &Result<(), String>| match result {
@@ -281,6 +298,7 @@ async fn ready(State(state): State<AppState>) -> Response {
         "status": if all_ok { "ready" } else { "not_ready" },
         "catalog": describe(&catalog),
         "lake": describe(&lake),
+        "scheduler": scheduler,
     });
     let status = if all_ok {
         StatusCode::OK
@@ -450,7 +468,8 @@ fn stream_response(
 ) -> Response {
     let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     let schema = stream.schema();
-    tokio::spawn(async move {
+    // In the request's span: the rows stream after the handler answered.
+    tokio::spawn(tracing::Instrument::in_current_span(async move {
         let (mut encoder, head) = match Encoder::new(format, &schema) {
             Ok(pair) => pair,
             Err(err) => {
@@ -538,7 +557,7 @@ fn stream_response(
             Some(err) => run.failed(err.kind(), &err.to_string()),
             None => run.ok(Some(rows)),
         }
-    });
+    }));
     let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(receiver));
     Response::builder()
         .status(StatusCode::OK)

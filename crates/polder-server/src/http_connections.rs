@@ -181,11 +181,12 @@ pub(crate) async fn sync_connection(
     let started = polder_catalog::now();
     let ingestion = state.ingestion.clone();
     let sync_name = name.clone();
-    let run = tokio::spawn(async move {
+    // In the request's span: the sync's log lines carry the id of the request that started it.
+    let run = tokio::spawn(tracing::Instrument::in_current_span(async move {
         ingestion
             .sync(&sync_name, &trigger, Arc::new(Counters::default()), None)
             .await
-    });
+    }));
     if query.wait {
         return match run.await {
             Ok(Ok(job)) => Json(job).into_response(),

@@ -210,11 +210,15 @@ pub(crate) async fn run_project(
     let trigger = format!("api:{}", principal.user);
     let quiet: Arc<dyn Fn(Progress) + Send + Sync> = Arc::new(|_| {});
     let task_run_id = run_id.clone();
-    let run = tokio::spawn(access::run_as(principal, async move {
-        transformations
-            .execute(&loaded, &options, &trigger, &task_run_id, quiet)
-            .await
-    }));
+    // In the request's span: the run's log lines carry the id of the request that started it.
+    let run = tokio::spawn(tracing::Instrument::in_current_span(access::run_as(
+        principal,
+        async move {
+            transformations
+                .execute(&loaded, &options, &trigger, &task_run_id, quiet)
+                .await
+        },
+    )));
     if !query.wait {
         // The run's record exists once the run has started; give it a moment to appear.
         for _ in 0..50 {

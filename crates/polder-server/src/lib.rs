@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod charts;
+mod drain;
 mod error;
 mod flight;
 mod flight_auth;
@@ -27,6 +28,7 @@ mod pg_copy;
 mod pg_cursor;
 mod pg_functions;
 mod refusals;
+mod request_id;
 pub mod tls;
 mod ui_assets;
 
@@ -65,8 +67,11 @@ pub struct ServerOptions {
     pub tls: Option<tls::TlsIdentity>,
     /// Stored secrets (`/api/v1/secrets`).
     pub secrets: polder_catalog::SecretVault,
-    /// Run the connections' cron schedules in this process.
+    /// Run scheduled work (cron syncs and builds, reflection refreshes, resuming interrupted
+    /// syncs) whenever this process holds the catalog's scheduler lease.
     pub run_schedules: bool,
+    /// How long the scheduler lease lasts unrenewed (failover time after a crash).
+    pub lease_ttl: std::time::Duration,
 }
 
 /// The listeners, bound and serving.
@@ -75,6 +80,8 @@ pub struct RunningServer {
     pub pg: SocketAddr,
     pub flight: SocketAddr,
     tasks: JoinSet<Result<(), ServerError>>,
+    drain: Arc<drain::Drain>,
+    leadership: Option<polder_catalog::Leadership>,
 }
 
 async fn bind(listener: &'static str, address: SocketAddr) -> Result<TcpListener, ServerError> {
@@ -141,11 +148,20 @@ pub async fn start(
         options.secrets.clone(),
     ));
     let transformations = polder_transform::Transformations::new(engine.clone());
-    if options.run_schedules {
-        ingestion.clone().spawn_scheduler();
-        transformations.clone().spawn_scheduler();
-        engine.spawn_reflection_maintenance();
+    let leadership = options.run_schedules.then(|| {
+        polder_catalog::Leadership::spawn(
+            engine.catalog_store().clone(),
+            polder_catalog::SCHEDULER_LEASE,
+            &polder_core::runner::runner_identity(),
+            options.lease_ttl,
+        )
+    });
+    if let Some(leadership) = &leadership {
+        ingestion.clone().spawn_scheduler(leadership.clone());
+        transformations.clone().spawn_scheduler(leadership.clone());
+        engine.spawn_reflection_maintenance(leadership.clone());
     }
+    let drain = drain::Drain::new();
     let state = http::AppState {
         engine: engine.clone(),
         metrics: metrics_handle,
@@ -156,8 +172,12 @@ pub async fn start(
         refusals: refusals.clone(),
         ingestion: ingestion.clone(),
         transformations: transformations.clone(),
+        drain: drain.clone(),
+        leadership: leadership.clone(),
     };
-    let router = http::router(state).layer(tower_http::trace::TraceLayer::new_for_http());
+    let router = http::router(state)
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(request_id::RequestIdLayer::http());
     let make_service = router.into_make_service_with_connect_info::<SocketAddr>();
     let http_acceptor = match &options.tls {
         Some(identity) => Some(identity.acceptor(&[b"h2", b"http/1.1"])?),
@@ -174,8 +194,10 @@ pub async fn start(
             let listener = tls::TlsListener::new(http_listener, acceptor, refusals.clone())
                 .map_err(http_error)?
                 .tap_io(|_| {});
+            let draining = drain.clone();
             tasks.spawn(async move {
                 axum::serve(listener, make_service)
+                    .with_graceful_shutdown(async move { draining.begun().await })
                     .await
                     .map_err(http_error)
             });
@@ -187,8 +209,10 @@ pub async fn start(
             let listener = http_listener.tap_io(|tcp| {
                 let _ = tcp.set_nodelay(true);
             });
+            let draining = drain.clone();
             tasks.spawn(async move {
                 axum::serve(listener, make_service)
+                    .with_graceful_shutdown(async move { draining.begun().await })
                     .await
                     .map_err(http_error)
             });
@@ -207,10 +231,12 @@ pub async fn start(
         options.auth.clone(),
         pg_tls.as_ref().map(|(_, pem)| *pem),
         refusals.clone(),
+        drain.clone(),
     )?);
     let pg_acceptor = pg_tls.map(|(acceptor, _)| acceptor);
+    let pg_drain = drain.clone();
     tasks.spawn(async move {
-        pg::serve(pg_listener, handlers, pg_acceptor)
+        pg::serve(pg_listener, handlers, pg_acceptor, pg_drain)
             .await
             .map_err(|e| ServerError::Serve {
                 listener: "postgres",
@@ -228,6 +254,7 @@ pub async fn start(
         message: e.to_string(),
     };
     let flight_server = tonic::transport::Server::builder()
+        .layer(request_id::RequestIdLayer::flight())
         .layer(flight_auth)
         .add_service(flight_service);
     match &options.tls {
@@ -238,9 +265,10 @@ pub async fn start(
                 identity.acceptor(&[b"h2"])?,
                 refusals.clone(),
             );
+            let draining = drain.clone();
             tasks.spawn(async move {
                 flight_server
-                    .serve_with_incoming(incoming)
+                    .serve_with_incoming_shutdown(incoming, async move { draining.begun().await })
                     .await
                     .map_err(flight_error)
             });
@@ -254,9 +282,10 @@ pub async fn start(
                         let _ = stream.set_nodelay(true);
                     })
                 });
+            let draining = drain.clone();
             tasks.spawn(async move {
                 flight_server
-                    .serve_with_incoming(incoming)
+                    .serve_with_incoming_shutdown(incoming, async move { draining.begun().await })
                     .await
                     .map_err(flight_error)
             });
@@ -268,12 +297,14 @@ pub async fn start(
         pg: pg_address,
         flight: flight_address,
         tasks,
+        drain,
+        leadership,
     })
 }
 
 impl RunningServer {
-    /// Serves until a listener fails (they do not stop on their own).
-    pub async fn wait(mut self) -> Result<(), ServerError> {
+    /// Serves until a listener fails (they do not stop on their own before [`Self::shutdown`]).
+    pub async fn wait(&mut self) -> Result<(), ServerError> {
         match self.tasks.join_next().await {
             Some(Ok(result)) => result,
             Some(Err(join_error)) => Err(ServerError::Serve {
@@ -281,6 +312,39 @@ impl RunningServer {
                 message: join_error.to_string(),
             }),
             None => Ok(()),
+        }
+    }
+
+    /// Drains and stops: readiness turns false, listeners stop accepting, new statements are
+    /// refused, the scheduler lease is handed over; then waits (at most `timeout`) for the
+    /// statements and commits already running to finish. Returns how many were cut off.
+    pub async fn shutdown(mut self, timeout: std::time::Duration) -> usize {
+        self.drain.begin();
+        if let Some(leadership) = &self.leadership {
+            leadership.resign().await;
+        }
+        let drained = async {
+            while self.tasks.join_next().await.is_some() {}
+            self.drain.idle().await;
+            // A PostgreSQL statement counts as done once its last row left the stream; the
+            // connection task still writes the completion message after that.
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        };
+        match tokio::time::timeout(timeout, drained).await {
+            Ok(()) => {
+                tracing::info!("drained: every running statement finished");
+                0
+            }
+            Err(_) => {
+                let cut_off = self.drain.in_flight();
+                tracing::warn!(
+                    statements = cut_off,
+                    timeout_secs = timeout.as_secs_f64(),
+                    "shutdown timeout: statements still running are cut off (their writes are not committed)"
+                );
+                self.tasks.abort_all();
+                cut_off
+            }
         }
     }
 }

@@ -1,4 +1,5 @@
-//! Prometheus metrics: queries, errors, latency, rows and bytes returned, per interface.
+//! Prometheus metrics: queries, errors, latency, rows and bytes returned, per interface; the
+//! recorder, and the descriptions of what the other crates record (jobs, catalog, object store).
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -38,6 +39,24 @@ pub fn install() -> PrometheusHandle {
                     ],
                 )
                 .expect("static bucket list is valid")
+                .set_buckets_for_metric(
+                    Matcher::Full("polder_job_duration_seconds".to_string()),
+                    &[
+                        0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+                        7200.0, 21600.0,
+                    ],
+                )
+                .expect("static bucket list is valid")
+                .set_buckets_for_metric(
+                    Matcher::Full("polder_catalog_operation_duration_seconds".to_string()),
+                    STORE_LATENCY_BUCKETS,
+                )
+                .expect("static bucket list is valid")
+                .set_buckets_for_metric(
+                    Matcher::Full("polder_object_store_request_duration_seconds".to_string()),
+                    STORE_LATENCY_BUCKETS,
+                )
+                .expect("static bucket list is valid")
                 .build_recorder();
             let handle = recorder.handle();
             if metrics::set_global_recorder(recorder).is_err() {
@@ -60,9 +79,52 @@ pub fn install() -> PrometheusHandle {
                 "polder_bytes_returned_total",
                 "result bytes sent to clients"
             );
+            describe_jobs_and_stores();
             handle
         })
         .clone()
+}
+
+/// Latency buckets of catalog and object-store requests: sub-millisecond (SQLite, local files)
+/// to seconds (a remote PostgreSQL or S3 under load).
+const STORE_LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// The metrics that the ingest, transform, catalog and lake crates record through the facade.
+fn describe_jobs_and_stores() {
+    metrics::describe_counter!(
+        "polder_jobs_total",
+        "finished ingestion syncs and transformation runs, by kind and status"
+    );
+    metrics::describe_histogram!(
+        "polder_job_duration_seconds",
+        "duration of ingestion syncs and transformation runs, by kind"
+    );
+    metrics::describe_gauge!(
+        "polder_jobs_running",
+        "ingestion syncs and transformation runs running in this process, by kind"
+    );
+    metrics::describe_counter!(
+        "polder_ingested_records_total",
+        "records loaded into bronze by syncs, by connection"
+    );
+    metrics::describe_histogram!(
+        "polder_catalog_operation_duration_seconds",
+        "catalog store latency, by operation"
+    );
+    metrics::describe_counter!(
+        "polder_catalog_errors_total",
+        "catalog store failures (not answers such as 'does not exist'), by operation"
+    );
+    metrics::describe_histogram!(
+        "polder_object_store_request_duration_seconds",
+        "object store request latency until the response (get) or first item (list), by operation and store"
+    );
+    metrics::describe_counter!(
+        "polder_object_store_errors_total",
+        "object store requests that failed (not found and lost put-if-absent races excluded), by operation and store"
+    );
 }
 
 /// Records one finished statement.

@@ -49,6 +49,7 @@ use polder_engine::{Engine, EngineError, PreparedSql, StatementOutput};
 use crate::auth::{AuthError, Authenticator};
 use tokio::net::TcpListener;
 
+use crate::drain::{Drain, InFlight};
 use crate::metrics::{Interface, StatementRun};
 use crate::pg_copy;
 use crate::pg_cursor::CursorHook;
@@ -74,6 +75,7 @@ impl PgHandlers {
         auth: Option<Authenticator>,
         tls_certificate: Option<&[u8]>,
         refusals: Option<crate::refusals::RefusalLog>,
+        drain: Arc<Drain>,
     ) -> Result<PgHandlers, crate::ServerError> {
         if let Some(pem) = tls_certificate {
             // Checked once here so that each connection's copy cannot fail.
@@ -106,6 +108,7 @@ impl PgHandlers {
                 inner,
                 parser,
                 principals,
+                drain,
             }),
             connections: connections.clone(),
             auth,
@@ -334,14 +337,20 @@ async fn looks_like_postgres(socket: &tokio::net::TcpStream) -> Option<bool> {
     Some(request || startup)
 }
 
-/// Serves connections until the listener fails.
+/// Serves connections until the listener fails or draining begins.
 pub(crate) async fn serve(
     listener: TcpListener,
     handlers: Arc<PgHandlers>,
     tls: Option<datafusion_postgres::pgwire::tokio::TlsAcceptor>,
+    drain: Arc<Drain>,
 ) -> std::io::Result<()> {
     loop {
-        let (socket, peer) = match listener.accept().await {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            // Draining: no new connections; running statements finish on theirs.
+            () = drain.begun() => return Ok(()),
+        };
+        let (socket, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(err) => {
                 // Out of file descriptors and the like: keep the listener, wait a little.
@@ -352,7 +361,13 @@ pub(crate) async fn serve(
         };
         let handlers = handlers.clone();
         let tls = tls.clone();
-        tokio::spawn(async move {
+        // Every statement of the connection runs in this span: its log lines carry the id.
+        let span = tracing::info_span!(
+            "pg_connection",
+            session_id = %crate::request_id::new_id(),
+            %peer
+        );
+        let connection = async move {
             let refusals = handlers.refusals.clone();
             if looks_like_postgres(&socket).await == Some(false) {
                 tracing::info!(%peer, "not a PostgreSQL client: connection closed");
@@ -382,7 +397,8 @@ pub(crate) async fn serve(
                     refusals.record("postgres", Some(peer), &format!("connection error: {err}"));
                 }
             }
-        });
+        };
+        tokio::spawn(tracing::Instrument::instrument(connection, span));
     }
 }
 
@@ -391,6 +407,40 @@ struct PolderQueryHandler {
     inner: Arc<DfSessionService>,
     parser: Arc<PolderQueryParser>,
     principals: Arc<PgPrincipals>,
+    drain: Arc<Drain>,
+}
+
+/// Counts a statement in for a graceful shutdown, or refuses it as PostgreSQL does while it
+/// shuts down (57P01), so that a pool reconnects to another coordinator.
+fn enter_statement(drain: &Arc<Drain>) -> PgWireResult<Arc<InFlight>> {
+    drain.enter().map(Arc::new).ok_or_else(|| {
+        PgWireError::UserError(Box::new(ErrorInfo::new(
+            "FATAL".to_string(),
+            "57P01".to_string(),
+            "the server is shutting down; connect again (to another coordinator)".to_string(),
+        )))
+    })
+}
+
+/// Keeps `in_flight` until the response's last row was sent (rows stream after `do_query`).
+fn hold_until_sent(response: Response, in_flight: &Arc<InFlight>) -> Response {
+    match response {
+        Response::Query(query) => {
+            let held = in_flight.clone();
+            let command_tag = query.command_tag.clone();
+            let rows = futures::StreamExt::map(query.data_rows, move |row| {
+                let _ = &held;
+                row
+            });
+            let mut held_query = datafusion_postgres::pgwire::api::results::QueryResponse::new(
+                query.row_schema,
+                rows,
+            );
+            held_query.set_command_tag(&command_tag);
+            Response::Query(held_query)
+        }
+        other => other,
+    }
 }
 
 /// Syncs the catalog view and rewrites Polder's extensions; errors become SQLSTATE errors.
@@ -408,8 +458,13 @@ impl SimpleQueryHandler for PolderQueryHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        let in_flight = enter_statement(&self.drain)?;
         let principal = self.principals.of(client).await?;
-        as_principal(principal, self.simple_query(client, query)).await
+        let responses = as_principal(principal, self.simple_query(client, query)).await?;
+        Ok(responses
+            .into_iter()
+            .map(|response| hold_until_sent(response, &in_flight))
+            .collect())
     }
 }
 
@@ -465,6 +520,7 @@ impl ExtendedQueryHandler for PolderQueryHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        let in_flight = enter_statement(&self.drain)?;
         let principal = self.principals.of(client).await?;
         let run = StatementRun::start_as(
             &self.engine,
@@ -478,7 +534,7 @@ impl ExtendedQueryHandler for PolderQueryHandler {
         )
         .await;
         run.finish(&result, None, error_kind);
-        result
+        result.map(|response| hold_until_sent(response, &in_flight))
     }
 }
 

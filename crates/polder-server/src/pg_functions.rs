@@ -114,6 +114,59 @@ impl ScalarUDFImpl for JsonBuildObject {
     }
 }
 
+/// `pg_sleep(seconds)`: waits, then answers NULL, as PostgreSQL's does (for every row it is
+/// evaluated on). Asynchronous, so a sleeping statement holds no thread; cancelling the
+/// statement ends the wait.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct PgSleep {
+    signature: Signature,
+}
+
+/// The longest one call may wait (PostgreSQL has no limit; a typo should not hang a server).
+const PG_SLEEP_LIMIT_SECS: f64 = 3600.0;
+
+impl ScalarUDFImpl for PgSleep {
+    fn name(&self) -> &str {
+        "pg_sleep"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        datafusion::common::exec_err!("pg_sleep runs asynchronously")
+    }
+}
+
+#[async_trait::async_trait]
+impl datafusion::logical_expr::async_udf::AsyncScalarUDFImpl for PgSleep {
+    async fn invoke_async_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        use datafusion::arrow::array::{Array, Float64Array};
+        let rows = args.number_rows;
+        let seconds = args.args[0].to_array(rows)?;
+        let seconds = datafusion::arrow::compute::cast(&seconds, &DataType::Float64)?;
+        let seconds = seconds
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .map(|values| values.iter().flatten().filter(|s| *s > 0.0).sum::<f64>())
+            .unwrap_or(0.0);
+        if !seconds.is_finite() || seconds > PG_SLEEP_LIMIT_SECS {
+            return datafusion::common::plan_err!(
+                "pg_sleep waits at most {PG_SLEEP_LIMIT_SECS} seconds per statement"
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_secs_f64(seconds)).await;
+        Ok(ColumnarValue::Array(
+            datafusion::arrow::array::new_null_array(&DataType::Utf8, rows),
+        ))
+    }
+}
+
 /// Registers the functions on `session`.
 pub fn register(session: &SessionContext) {
     // Clients parse `PostgreSQL <major>.<minor>` out of version() (SQLAlchemy refuses to connect
@@ -124,6 +177,12 @@ pub fn register(session: &SessionContext) {
         datafusion::DATAFUSION_VERSION,
         std::env::consts::ARCH,
         std::env::consts::OS
+    );
+    session.register_udf(
+        datafusion::logical_expr::async_udf::AsyncScalarUDF::new(std::sync::Arc::new(PgSleep {
+            signature: Signature::numeric(1, Volatility::Volatile),
+        }))
+        .into_scalar_udf(),
     );
     session.register_udf(Constant::udf(
         "version",

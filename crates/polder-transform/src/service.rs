@@ -184,6 +184,7 @@ impl Transformations {
             .create_transform_run(&record)
             .await
             .map_err(catalog_error)?;
+        let mut finished = JobMetrics::start();
 
         let outcome = run(
             self.engine.clone(),
@@ -200,6 +201,7 @@ impl Transformations {
             Err(err) => {
                 record.status = "failed".to_string();
                 record.error = err.to_string();
+                finished.record(&record.status);
                 store
                     .update_transform_run(&record)
                     .await
@@ -236,6 +238,7 @@ impl Transformations {
             "failed"
         }
         .to_string();
+        finished.record(&record.status);
         record.summary = serde_json::to_string(&report.counts()).unwrap_or_default();
         record.results = results_json
             .get("results")
@@ -428,17 +431,24 @@ impl Transformations {
 
     /// Runs the projects' cron schedules until the process ends: each project fires at its
     /// next scheduled time (UTC) unless a run of it is still going on here.
-    pub fn spawn_scheduler(self) -> tokio::task::JoinHandle<()> {
+    pub fn spawn_scheduler(
+        self,
+        leadership: polder_catalog::Leadership,
+    ) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
-            if let Err(err) = self.sweep_interrupted().await {
-                tracing::warn!(error = %err, "could not check for interrupted transformation runs");
-            }
-            let mut planner = polder_core::schedule::CronPlanner::new();
             loop {
-                if let Err(err) = self.schedule_tick(&mut planner).await {
-                    tracing::warn!(error = %err, "transformation scheduler could not read projects");
+                // Only the coordinator holding the scheduler lease runs scheduled builds.
+                leadership.became_leader().await;
+                if let Err(err) = self.sweep_interrupted().await {
+                    tracing::warn!(error = %err, "could not check for interrupted transformation runs");
                 }
-                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                let mut planner = polder_core::schedule::CronPlanner::new();
+                while leadership.is_leader() {
+                    if let Err(err) = self.schedule_tick(&mut planner).await {
+                        tracing::warn!(error = %err, "transformation scheduler could not read projects");
+                    }
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
             }
         })
     }
@@ -627,6 +637,39 @@ impl Transformations {
 }
 
 /// Writes `target/manifest.json` (and `run_results.json` when given); returns the manifest.
+/// `/metrics` for one transformation run (its running gauge, outcome and duration), in the
+/// same series as ingestion syncs with `kind="transform"`. A run that ends on an error before
+/// its outcome was recorded counts as failed when this is dropped.
+struct JobMetrics {
+    started: Option<std::time::Instant>,
+}
+
+impl JobMetrics {
+    fn start() -> Self {
+        metrics::gauge!("polder_jobs_running", "kind" => "transform").increment(1.0);
+        JobMetrics {
+            started: Some(std::time::Instant::now()),
+        }
+    }
+
+    fn record(&mut self, status: &str) {
+        let Some(started) = self.started.take() else {
+            return;
+        };
+        metrics::gauge!("polder_jobs_running", "kind" => "transform").decrement(1.0);
+        metrics::counter!("polder_jobs_total", "kind" => "transform", "status" => status.to_string())
+            .increment(1);
+        metrics::histogram!("polder_job_duration_seconds", "kind" => "transform")
+            .record(started.elapsed().as_secs_f64());
+    }
+}
+
+impl Drop for JobMetrics {
+    fn drop(&mut self) {
+        self.record("failed");
+    }
+}
+
 fn write_artifacts(
     project: &Project,
     graph: &Graph,

@@ -74,7 +74,7 @@ pub async fn serve(config: &Config, with_demo: bool) -> anyhow::Result<()> {
     };
     let secrets = open_vault(config, engine.catalog_store().clone())?;
     let tls_on = tls.is_some();
-    let server = polder_server::start(
+    let mut server = polder_server::start(
         engine,
         ServerOptions {
             http: config.http_listen,
@@ -86,6 +86,7 @@ pub async fn serve(config: &Config, with_demo: bool) -> anyhow::Result<()> {
             tls,
             secrets,
             run_schedules: true,
+            lease_ttl: config.lease_ttl,
         },
     )
     .await?;
@@ -111,13 +112,19 @@ pub async fn serve(config: &Config, with_demo: bool) -> anyhow::Result<()> {
         server.pg.port(),
         server.flight
     );
-    tokio::select! {
-        result = server.wait() => result.map_err(Into::into),
-        _ = shutdown_signal() => {
-            tracing::info!("shutting down");
-            Ok(())
-        }
+    let failed = tokio::select! {
+        result = server.wait() => Some(result),
+        () = shutdown_signal() => None,
+    };
+    if let Some(result) = failed {
+        return result.map_err(Into::into);
     }
+    tracing::info!(
+        timeout_secs = config.shutdown_timeout.as_secs_f64(),
+        "shutting down: draining running statements"
+    );
+    server.shutdown(config.shutdown_timeout).await;
+    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -1,6 +1,7 @@
 //! `polder`: the command line. Parses flags, loads the configuration and hands over to the
 //! crates that do the work; nothing else lives here.
 
+mod backup_cli;
 mod client;
 mod commands;
 mod demo;
@@ -123,6 +124,11 @@ enum Command {
         #[command(subcommand)]
         action: transform_cli::DocsAction,
     },
+    /// Back up the catalog and every table (incremental) to a directory or S3; list and verify
+    /// backups.
+    Backup(backup_cli::BackupArgs),
+    /// Restore a backup (the newest, or as of a time) into an empty catalog and lake.
+    Restore(backup_cli::RestoreArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -287,7 +293,9 @@ fn log_directives(level: &str) -> String {
         "polder_lake",
         "polder_engine",
         "polder_ingest",
+        "polder_transform",
         "polder_server",
+        "polder_backup",
     ];
     let mut directives = vec!["warn".to_string()];
     directives.extend(crates.iter().map(|name| format!("{name}={level}")));
@@ -417,6 +425,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Docs { action } => {
             init_logging_quiet(&config);
             transform_cli::docs(&config, action).await
+        }
+        Command::Backup(args) => {
+            init_logging_quiet(&config);
+            backup_cli::backup(&config, args).await
+        }
+        Command::Restore(args) => {
+            init_logging_quiet(&config);
+            backup_cli::restore(&config, args).await
         }
     }
 }

@@ -8,14 +8,15 @@ fn pg_admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
 }
 
-struct PgDatabase {
+/// A throwaway PostgreSQL database (shared with the backup tests).
+pub(crate) struct PgDatabase {
     admin: AnyPool,
     name: String,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl PgDatabase {
-    async fn create() -> PgDatabase {
+    pub(crate) async fn create() -> PgDatabase {
         sqlx::any::install_default_drivers();
         let admin_url = pg_admin_url();
         let admin = AnyPoolOptions::new()
@@ -33,7 +34,7 @@ impl PgDatabase {
         PgDatabase { admin, name, url }
     }
 
-    async fn drop(self, stores: Vec<CatalogStore>) {
+    pub(crate) async fn drop(self, stores: Vec<CatalogStore>) {
         for store in stores {
             store.pool.close().await;
         }
@@ -667,4 +668,44 @@ async fn unreachable_postgres_is_unavailable_and_hides_the_password() {
     let message = err.to_string();
     assert!(!message.contains("hunter2"), "{message}");
     assert!(message.contains("polder:****@127.0.0.1:1"), "{message}");
+}
+
+/// Rolling upgrades run version N and N+1 on one catalog: N+1's migrations may only add
+/// (tables, nullable or defaulted columns, indexes), never remove or rename what N reads.
+#[test]
+fn migrations_are_forward_only_and_additive() {
+    for (expected_version, migration) in (1..).zip(migrator().iter()) {
+        assert_eq!(
+            migration.version, expected_version,
+            "versions grow one by one"
+        );
+        let code: String = migration
+            .sql
+            .lines()
+            .map(|line| line.split("--").next().unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n")
+            .to_ascii_uppercase();
+        for forbidden in [
+            "DROP ",
+            "RENAME ",
+            "ALTER COLUMN",
+            "TRUNCATE ",
+            "DELETE FROM ",
+        ] {
+            assert!(
+                !code.contains(forbidden),
+                "migration {} ({}) uses {forbidden:?}: migrations must be additive",
+                migration.version,
+                migration.description
+            );
+        }
+        for statement in code.split(';').filter(|s| s.contains("ADD COLUMN")) {
+            assert!(
+                !statement.contains("NOT NULL") || statement.contains("DEFAULT"),
+                "migration {}: a NOT NULL column without a DEFAULT breaks inserts of the previous version: {statement}",
+                migration.version
+            );
+        }
+    }
 }

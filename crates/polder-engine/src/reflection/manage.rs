@@ -615,7 +615,10 @@ impl Engine {
 
     /// Keeps reflections fresh until the process ends: after this process's commits at once,
     /// and every two seconds for commits made elsewhere.
-    pub fn spawn_reflection_maintenance(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+    pub fn spawn_reflection_maintenance(
+        self: &Arc<Self>,
+        leadership: polder_catalog::Leadership,
+    ) -> tokio::task::JoinHandle<()> {
         let engine = Arc::downgrade(self);
         tokio::spawn(async move {
             loop {
@@ -623,7 +626,11 @@ impl Engine {
                     return;
                 };
                 let woken = current.catalog.reflections.clone();
-                current.refresh_due_reflections().await;
+                // One coordinator refreshes (the scheduler lease's holder): the others' commits
+                // reach it through the catalog within one round.
+                if leadership.is_leader() {
+                    current.refresh_due_reflections().await;
+                }
                 drop(current);
                 tokio::select! {
                     _ = woken.committed.notified() => {
