@@ -172,28 +172,32 @@ pub fn select_backup<'a>(
     }
 }
 
+/// An empty manifest made at `created_at`, for tests of what is chosen among backups.
+#[cfg(test)]
+pub(crate) fn test_manifest(id: &str, created_at: DateTime<Utc>) -> Manifest {
+    Manifest {
+        format: MANIFEST_FORMAT,
+        id: id.to_string(),
+        created_at,
+        polder_version: "test".to_string(),
+        lake_root: "file:///lake/".to_string(),
+        catalog: CatalogFile {
+            migration_version: 8,
+            rows: 0,
+            size: 0,
+            sha256: String::new(),
+        },
+        tables: Vec::new(),
+        totals: Totals::default(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use chrono::TimeZone;
 
-    fn manifest(id: &str, created_at: DateTime<Utc>) -> Manifest {
-        Manifest {
-            format: MANIFEST_FORMAT,
-            id: id.to_string(),
-            created_at,
-            polder_version: "test".to_string(),
-            lake_root: "file:///lake/".to_string(),
-            catalog: CatalogFile {
-                migration_version: 8,
-                rows: 0,
-                size: 0,
-                sha256: String::new(),
-            },
-            tables: Vec::new(),
-            totals: Totals::default(),
-        }
-    }
+    use super::test_manifest as manifest;
 
     fn at(hour: u32, minute: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, 27, hour, minute, 0).unwrap()

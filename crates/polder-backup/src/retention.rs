@@ -176,25 +176,10 @@ pub async fn apply_retention(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::{CatalogFile, MANIFEST_FORMAT, Totals};
     use chrono::TimeZone;
 
     fn manifest(id: &str, days_ago: i64, now: DateTime<Utc>) -> Manifest {
-        Manifest {
-            format: MANIFEST_FORMAT,
-            id: id.to_string(),
-            created_at: now - Duration::days(days_ago),
-            polder_version: "test".to_string(),
-            lake_root: "file:///lake/".to_string(),
-            catalog: CatalogFile {
-                migration_version: 8,
-                rows: 0,
-                size: 0,
-                sha256: String::new(),
-            },
-            tables: Vec::new(),
-            totals: Totals::default(),
-        }
+        crate::manifest::test_manifest(id, now - Duration::days(days_ago))
     }
 
     #[test]

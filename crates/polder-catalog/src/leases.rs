@@ -19,7 +19,7 @@ type Result<T, E = CatalogError> = std::result::Result<T, E>;
 pub const SCHEDULER_LEASE: &str = "scheduler";
 
 /// Who holds a lease, since when and until when (milliseconds since the epoch).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaseRecord {
     pub name: String,
     /// `host:pid` of the holder.
@@ -252,10 +252,6 @@ impl Leadership {
     /// The term of the lease this process last held (0: never).
     pub fn term(&self) -> i64 {
         self.inner.term.load(Ordering::SeqCst)
-    }
-
-    pub fn holder(&self) -> &str {
-        &self.inner.holder
     }
 
     /// Waits until this process holds the role (at once when it does).

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::bail;
 use clap::{Args, Subcommand};
-use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
+use indicatif::{HumanBytes, ProgressBar};
 use polder_backup::{
     BackupOptions, Lake, Manifest, Progress, Repository, Retention, Which, apply_retention,
     create_backup, parse_as_of, restore_backup, verify_backups,
@@ -81,15 +81,9 @@ struct Bar {
 
 impl Bar {
     fn new() -> Bar {
-        let bar = ProgressBar::new(0);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-        );
-        Bar { bar }
+        Bar {
+            bar: crate::output::bytes_bar(),
+        }
     }
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use polder_core::{Config, TableName};
 use polder_engine::{Engine, StatementOutput};
 use polder_ingest::{FileFormat, ImportMode, ImportRequest, Progress};
@@ -203,14 +203,7 @@ struct BarProgress {
 
 impl BarProgress {
     fn new() -> Self {
-        let bar = ProgressBar::new(0);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-        );
+        let bar = crate::output::bytes_bar();
         bar.enable_steady_tick(Duration::from_millis(120));
         BarProgress { bar }
     }

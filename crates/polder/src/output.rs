@@ -1,4 +1,4 @@
-//! Printing results on the terminal: an aligned table, CSV or JSON lines.
+//! Printing results on the terminal: an aligned table, CSV or JSON lines; progress bars.
 
 use std::io::Write;
 
@@ -67,4 +67,17 @@ pub fn render_command(out: &mut impl Write, tag: &str, rows: Option<u64>) -> any
         None => writeln!(out, "{tag}")?,
     }
     Ok(())
+}
+
+/// A progress bar of bytes moved (imports, backups, restores), with its message in front.
+pub fn bytes_bar() -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar
 }
